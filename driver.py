@@ -1,0 +1,10 @@
+"""The Python file spark-submit runs on the driver; lib and jobs arrive via --py-files."""
+
+from __future__ import annotations
+
+import sys
+
+from lib.cli import driver_main
+
+if __name__ == "__main__":
+    sys.exit(driver_main(sys.argv[1:]))

@@ -1,0 +1,13 @@
+"""The job registry: name → (module, one-line description). Modules are imported only when run, so
+``--help`` and config errors answer without starting Python's Spark imports."""
+
+from __future__ import annotations
+
+JOBS: dict[str, tuple[str, str]] = {
+    "sample": ("jobs.sample.job", "generate a sample dump in the real release layout (+ mbdump)"),
+    "ingest": ("jobs.ingest.job", "Spotify SQLite dumps + MusicBrainz mbdump -> bronze Delta tables"),
+    "cooccurrence": ("jobs.cooccurrence.job", "playlist pairs with PMI, Jaccard, score, LLR; top-K per track"),
+    "xref": ("jobs.xref.job", "Spotify tracks -> MusicBrainz recordings (ISRC exact/normalized, metadata)"),
+    "vectors": ("jobs.vectors.job", "13-dim audio vectors, tiers, facets, exact top-K neighbours"),
+    "pipeline": ("jobs.pipeline.job", "sample (when missing) and every job above, in order"),
+}

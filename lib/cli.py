@@ -1,0 +1,196 @@
+"""``./spark-submit.sh <job> [--conf FILE] [--set section.key=value ...]``
+
+The launcher validates the job name and the whole configuration before any JVM starts (one line and
+exit code 2 on a mistake), packs ``lib`` and ``jobs`` into a zip for ``--py-files`` so the same
+command runs on a cluster, and replaces itself with pyspark's ``spark-submit``. The driver side
+(``driver.py`` → ``driver_main``) receives the resolved configuration, builds the SparkSession and
+runs the job through ``lib.runs.run_job`` so every run is recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib.config import Config, ConfigError, describe, load_config
+from lib.spark import session_conf
+
+ROOT = Path(__file__).resolve().parent.parent
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _jobs() -> dict[str, tuple[str, str]]:
+    from jobs import JOBS
+
+    return JOBS
+
+
+def usage() -> str:
+    jobs = "\n".join(f"  {name:<14}{doc}" for name, (_, doc) in _jobs().items())
+    return f"""usage: ./spark-submit.sh <job> [options]
+
+jobs:
+{jobs}
+
+options:
+  --conf FILE               TOML configuration (default: conf/local.toml)
+  --set section.key=value   override one key (repeatable); e.g. --set sample.tracks=3000
+  --master URL              Spark master (same as --set spark.master=URL)
+  --deploy-mode MODE        client or cluster (same as --set spark.deploy_mode=MODE)
+  --dry-run                 print the spark-submit command instead of running it
+  --help-config             list every configuration key with its default
+  -h, --help                this help
+
+Secrets come only from the environment: CLOUDFLARE_API_TOKEN, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY."""
+
+
+class UsageError(ValueError):
+    pass
+
+
+@dataclass
+class Invocation:
+    job: str
+    conf_file: str | None = None
+    sets: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def parse_args(argv: list[str]) -> Invocation:
+    if not argv:
+        raise UsageError("no job given; run ./spark-submit.sh --help for the list")
+    job, rest = argv[0], argv[1:]
+    if job.startswith("-"):
+        raise UsageError(f"unknown option '{job}' before the job name; run ./spark-submit.sh --help")
+    jobs = _jobs()
+    if job not in jobs:
+        raise UsageError(f"unknown job '{job}' (jobs: {', '.join(jobs)})")
+    invocation = Invocation(job)
+    index = 0
+
+    def value(flag: str) -> str:
+        nonlocal index
+        if index + 1 >= len(rest) or rest[index + 1].startswith("--"):
+            raise UsageError(f"option {flag} needs a value")
+        index += 1
+        return rest[index]
+
+    while index < len(rest):
+        arg = rest[index]
+        flag, eq, inline = arg.partition("=")
+        if flag in ("--conf", "--set", "--master", "--deploy-mode") and eq:
+            rest[index : index + 1] = [flag, inline]
+            continue
+        if arg == "--conf":
+            invocation.conf_file = value(arg)
+        elif arg == "--set":
+            invocation.sets.append(value(arg))
+        elif arg == "--master":
+            invocation.sets.append(f"spark.master={value(arg)}")
+        elif arg == "--deploy-mode":
+            invocation.sets.append(f"spark.deploy_mode={value(arg)}")
+        elif arg == "--dry-run":
+            invocation.dry_run = True
+        else:
+            raise UsageError(f"unknown option '{arg}' for job '{job}'; run ./spark-submit.sh --help")
+        index += 1
+    return invocation
+
+
+def build_zip(target_dir: Path) -> Path:
+    """lib/ and jobs/ as one zip for --py-files (data files such as vocabularies included)."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / "aria-app.zip"
+    handle, temp_name = tempfile.mkstemp(dir=target_dir, suffix=".zip.tmp")
+    os.close(handle)
+    with zipfile.ZipFile(temp_name, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in ("lib", "jobs"):
+            for path in sorted((ROOT / package).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                    archive.write(path, path.relative_to(ROOT).as_posix())
+    os.replace(temp_name, target)
+    return target
+
+
+def encode_config(config: Config) -> str:
+    return base64.urlsafe_b64encode(config.to_json().encode()).decode()
+
+
+def decode_config(text: str) -> Config:
+    return Config.from_json(base64.urlsafe_b64decode(text.encode()).decode())
+
+
+def spark_submit_command(invocation: Invocation, config: Config, app_zip: Path) -> list[str]:
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    command = [
+        str(spark_submit),
+        "--master", config.spark.master,
+        "--deploy-mode", config.spark.deploy_mode,
+        "--name", f"{config.spark.app_name}-{invocation.job}",
+        "--driver-memory", config.spark.driver_memory,
+        "--py-files", str(app_zip),
+    ]
+    log_conf = ROOT / "conf" / "log4j2.properties"
+    command += ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{log_conf}"]
+    if config.spark.executor_memory:
+        command += ["--executor-memory", config.spark.executor_memory]
+    for key, val in sorted(session_conf(config).items()):
+        command += ["--conf", f"{key}={val}"]
+    command += [str(ROOT / "driver.py"), invocation.job, encode_config(config)]
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if args and args[0] == "--help-config":
+        print(describe())
+        return 0
+    try:
+        invocation = parse_args(args)
+        config = load_config(invocation.conf_file, invocation.sets)
+    except (UsageError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    app_zip = build_zip(ROOT / "build")
+    command = spark_submit_command(invocation, config, app_zip)
+    if invocation.dry_run:
+        print(" ".join(command))
+        return 0
+    os.environ["PYSPARK_PYTHON"] = config.spark.python or sys.executable
+    os.execv(command[0], command)
+    return EXIT_FAILED  # pragma: no cover - execv does not return
+
+
+def driver_main(argv: list[str]) -> int:
+    """Driver side of spark-submit: ``driver.py <job> <encoded config>``."""
+    from lib.delta import DeltaLayerError
+    from lib.errors import JobError
+    from lib.runs import run_job
+    from lib.spark import build_session
+
+    job, encoded = argv[0], argv[1]
+    config = decode_config(encoded)
+    spark = build_session(config, f"{config.spark.app_name}-{job}")
+    try:
+        summary = run_job(spark, config, job)
+    except (JobError, DeltaLayerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        spark.stop()
+    print(json.dumps({"job": job, "status": "succeeded", "summary": summary}, default=str, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

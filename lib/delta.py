@@ -1,0 +1,663 @@
+"""The Delta table layer: Spark writes the Parquet files, delta-rs commits them to the Delta log.
+
+Why this split: the delta-spark jars cannot be fetched where no Maven repository is reachable, but
+pyspark and delta-rs (``deltalake``, maintained by the Delta Lake project) both install from PyPI. The
+result is standard Delta (reader v1 / writer v2, no table features), readable by delta-rs, polars,
+DuckDB and Spark-with-Delta alike.
+
+A write has two phases so that a job can prepare several tables and publish them together at the end:
+
+1. ``stage``: Spark writes the DataFrame into ``<table>/_staging/<write id>/`` (a hidden folder no
+   reader looks at), the files are moved to their final place in the table folder (a rename on one
+   file system), and an ``add`` action is built per file with statistics (numRecords, min/max/nullCount)
+   read from the Parquet footers, so readers can skip files.
+2. ``commit``: one delta-rs transaction against the version the stage started from. Until then no
+   reader sees anything; a failure at any point leaves the table at its previous version (the staged
+   files are deleted, or, if the process died, are unreferenced and removed by ``vacuum``). If another
+   writer committed in between, delta-rs' conflict check decides: overwrites and partition replaces
+   that read removed data fail with ``DeltaConflictError``; blind appends both land (Delta semantics).
+
+Reads ask delta-rs for the snapshot's active files and read exactly those, never the folder, which
+also holds removed files until vacuum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import posixpath
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, Schema
+from deltalake import transaction as delta_tx
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
+
+STAGING_DIR = "_staging"
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+# Delta-spark truncates string statistics to 32 characters; a truncated max would be wrong, so a
+# longer max is left out (readers then simply cannot skip on it).
+STRING_STATS_PREFIX = 32
+WRITE_MODES = ("overwrite", "append", "error")
+
+
+class DeltaLayerError(RuntimeError):
+    """A table operation that cannot proceed; the message names the table."""
+
+
+class DeltaConflictError(DeltaLayerError):
+    """Another writer committed to the table after this write started."""
+
+
+class SchemaMismatchError(DeltaLayerError):
+    """An append whose columns or types differ from the table's."""
+
+
+class TableMissingError(DeltaLayerError):
+    """The table (or the requested version) does not exist."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths and file system
+
+
+def table_path(warehouse: str, layer: str, name: str) -> str:
+    """``<warehouse>/<layer>/<name>``: the warehouse layout (layer is bronze or gold)."""
+    return posixpath.join(warehouse.rstrip("/"), layer, name)
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow file system and path for a table location (local paths, file://, s3://, hdfs://)."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), uri
+    return pafs.FileSystem.from_uri(uri.replace("s3a://", "s3://", 1))
+
+
+def exists(uri: str) -> bool:
+    return DeltaTable.is_deltatable(uri)
+
+
+def _open(uri: str, version: int | None = None) -> DeltaTable | None:
+    try:
+        return DeltaTable(uri, version=version)
+    except TableNotFoundError:
+        return None
+
+
+def open_table(uri: str, version: int | None = None) -> DeltaTable:
+    table = _open(uri)
+    if table is None:
+        raise TableMissingError(f"no Delta table at {uri}")
+    if version is not None:
+        latest = table.version()
+        if version < 0 or version > latest:
+            raise TableMissingError(f"table {uri} has no version {version} (versions 0..{latest})")
+        try:
+            table.load_as_version(version)
+        except DeltaError as exc:
+            raise TableMissingError(f"table {uri} cannot be read at version {version}: {exc}") from None
+    return table
+
+
+def version(uri: str) -> int | None:
+    table = _open(uri)
+    return None if table is None else table.version()
+
+
+def history(uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+    return open_table(uri).history(limit)
+
+
+# ----------------------------------------------------------------------------------------------
+# Schemas
+
+
+def spark_schema(table: DeltaTable) -> StructType:
+    return StructType.fromJson(json.loads(table.schema().to_json()))
+
+
+def _nullable(data_type: DataType) -> DataType:
+    if isinstance(data_type, StructType):
+        return StructType([StructField(f.name, _nullable(f.dataType), True, f.metadata) for f in data_type.fields])
+    if isinstance(data_type, ArrayType):
+        return ArrayType(_nullable(data_type.elementType), True)
+    if isinstance(data_type, MapType):
+        return MapType(data_type.keyType, _nullable(data_type.valueType), True)
+    return data_type
+
+
+def delta_schema(schema: StructType) -> Schema:
+    """Spark's StructType JSON is Delta's schema serialisation; columns are stored nullable because
+    Spark writes every Parquet column as optional."""
+    return Schema.from_json(_nullable(schema).json())
+
+
+def _check_append_schema(uri: str, table_schema: StructType, df_schema: StructType) -> None:
+    table_fields = {f.name: f.dataType for f in table_schema.fields}
+    df_fields = {f.name: f.dataType for f in df_schema.fields}
+    problems = []
+    missing = [name for name in table_fields if name not in df_fields]
+    extra = [name for name in df_fields if name not in table_fields]
+    if missing:
+        problems.append(f"missing columns {missing}")
+    if extra:
+        problems.append(f"unexpected columns {extra}")
+    for name, data_type in df_fields.items():
+        if name in table_fields and _nullable(table_fields[name]) != _nullable(data_type):
+            problems.append(
+                f"column '{name}' is {data_type.simpleString()} but the table has {table_fields[name].simpleString()}"
+            )
+    if problems:
+        raise SchemaMismatchError(f"cannot append to {uri}: " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics from Parquet footers
+
+
+def _stat_value(value: Any, *, is_max: bool) -> Any:
+    """A footer statistic as Delta stats JSON, or None when it cannot be stated exactly."""
+    if isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        if len(value) <= STRING_STATS_PREFIX:
+            return value
+        return None if is_max else value[:STRING_STATS_PREFIX]
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return None
+
+
+def file_stats(fs: pafs.FileSystem, path: str) -> tuple[int, dict[str, Any]]:
+    """numRecords and per-column minValues/maxValues/nullCount for top-level primitive columns."""
+    meta = pq.read_metadata(path, filesystem=fs)
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    unknown: set[str] = set()
+    for rg_index in range(meta.num_row_groups):
+        row_group = meta.row_group(rg_index)
+        for col_index in range(row_group.num_columns):
+            column = row_group.column(col_index)
+            name = column.path_in_schema
+            if "." in name:  # nested (array/struct/map) leaf: no top-level stats
+                continue
+            stats = column.statistics
+            if stats is None or not stats.has_null_count:
+                unknown.add(name)
+                continue
+            nulls[name] = nulls.get(name, 0) + stats.null_count
+            if stats.has_min_max:
+                lo, hi = stats.min, stats.max
+                if name not in mins or lo < mins[name]:
+                    mins[name] = lo
+                if name not in maxs or hi > maxs[name]:
+                    maxs[name] = hi
+            elif stats.null_count != row_group.num_rows:
+                unknown.add(name)
+    result: dict[str, Any] = {"numRecords": meta.num_rows, "minValues": {}, "maxValues": {}, "nullCount": {}}
+    for name, count in nulls.items():
+        if name in unknown:
+            continue
+        result["nullCount"][name] = count
+        if name in mins:
+            lo = _stat_value(mins[name], is_max=False)
+            hi = _stat_value(maxs[name], is_max=True)
+            if lo is not None:
+                result["minValues"][name] = lo
+            if hi is not None:
+                result["maxValues"][name] = hi
+    return meta.num_rows, result
+
+
+def _partition_values(relative_path: str, partition_by: Sequence[str]) -> dict[str, str | None]:
+    """Partition values from Spark's ``col=value/`` folder names (percent-escaped by Spark)."""
+    values: dict[str, str | None] = {}
+    for segment in relative_path.split("/")[:-1]:
+        key, sep, raw = segment.partition("=")
+        if sep and key in partition_by:
+            decoded = unquote(raw)
+            values[key] = None if decoded == HIVE_NULL else decoded
+    missing = [col for col in partition_by if col not in values]
+    if missing:
+        raise DeltaLayerError(f"file {relative_path} lies outside partition folders for {missing}")
+    return values
+
+
+# ----------------------------------------------------------------------------------------------
+# Staged writes
+
+
+@dataclass
+class StagedWrite:
+    """Files in the table folder that no version references yet; ``commit`` publishes them."""
+
+    uri: str
+    mode: str
+    schema: StructType
+    partition_by: list[str]
+    partition_filters: list[tuple[str, str, Any]] | None
+    base_version: int | None
+    adds: list[delta_tx.AddAction]
+    removes: list[delta_tx.RemoveAction] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    committed_version: int | None = None
+
+    def commit(self) -> int:
+        if self.committed_version is not None:
+            return self.committed_version
+        properties = delta_tx.CommitProperties(
+            custom_metadata={"writer": "aria-signals (spark + delta-rs)", "rows": str(self.rows), **self.metadata},
+            # Blind appends commute, so delta-rs may rebase them on a newer version. Anything that
+            # removes files must have read the latest version: delta-rs would otherwise let an
+            # overwrite land on top of a concurrent append and keep the appended rows.
+            max_commit_retries=None if self.mode == "append" and not self.removes else 0,
+        )
+        try:
+            if self.base_version is None:
+                delta_tx.create_table_with_add_actions(
+                    self.uri,
+                    delta_schema(self.schema),
+                    self.adds,
+                    mode="error",
+                    partition_by=self.partition_by or None,
+                    commit_properties=properties,
+                )
+            else:
+                table = DeltaTable(self.uri, version=self.base_version)
+                table.create_write_transaction(
+                    [*self.adds, *self.removes],
+                    "append" if self.removes else self.mode,
+                    delta_schema(self.schema),
+                    partition_by=self.partition_by or None,
+                    partition_filters=self.partition_filters,
+                    commit_properties=properties,
+                )
+        except CommitFailedError as exc:
+            self.abort()
+            raise DeltaConflictError(
+                f"concurrent write to {self.uri}: another writer committed after version "
+                f"{self.base_version}; this {self.mode} was not applied ({exc})".replace("\n", " ")
+            ) from None
+        except DeltaError as exc:
+            self.abort()
+            if self.base_version is None and exists(self.uri):
+                raise DeltaConflictError(
+                    f"concurrent write to {self.uri}: the table was created by another writer meanwhile"
+                ) from None
+            raise DeltaLayerError(f"commit to {self.uri} failed: {exc}") from None
+        self.committed_version = version(self.uri)
+        assert self.committed_version is not None
+        return self.committed_version
+
+    def abort(self) -> None:
+        """Delete the staged files (they are unreferenced; readers never saw them)."""
+        if self.committed_version is not None:
+            return
+        fs, root = _fs(self.uri)
+        for add in self.adds:
+            with contextlib.suppress(OSError):
+                fs.delete_file(posixpath.join(root, add.path))
+        self.adds = []
+
+
+@dataclass
+class WritePlan:
+    """What a write will do, decided (and checked) before any file is written."""
+
+    uri: str
+    mode: str
+    schema: StructType
+    partition_by: list[str]
+    partition_filters: list[tuple[str, str, Any]] | None
+    base_version: int | None
+    metadata: dict[str, Any]
+
+
+def plan_write(
+    uri: str,
+    schema: StructType,
+    mode: str = "overwrite",
+    partition_by: Sequence[str] = (),
+    partition_filters: list[tuple[str, str, Any]] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> WritePlan:
+    """Check a write against the table as it is now; the version read here is the one the commit
+    is validated against. For appends and partition replaces the schema is the table's."""
+    if mode not in WRITE_MODES:
+        raise DeltaLayerError(f"unknown write mode '{mode}' for {uri} (use {', '.join(WRITE_MODES)})")
+    existing = _open(uri)
+    base_version = existing.version() if existing is not None else None
+    partition_by = list(partition_by)
+    unknown = [col for col in partition_by if col not in schema.fieldNames()]
+    if unknown:
+        raise DeltaLayerError(f"partition columns {unknown} are not columns of the data for {uri}")
+    if existing is not None:
+        table_partitions = list(existing.metadata().partition_columns)
+        if mode == "error":
+            raise DeltaLayerError(f"table {uri} already exists (mode 'error')")
+        if mode == "append" or partition_filters:
+            table_schema = spark_schema(existing)
+            _check_append_schema(uri, table_schema, schema)
+            schema = StructType([schema[name] for name in table_schema.fieldNames()])
+            if partition_by != table_partitions:
+                if partition_by:
+                    raise DeltaLayerError(
+                        f"table {uri} is partitioned by {table_partitions}, the write by {partition_by}"
+                    )
+                partition_by = table_partitions
+    if partition_filters and base_version is None:
+        raise TableMissingError(f"cannot replace partitions of {uri}: the table does not exist")
+    if partition_filters and not partition_by:
+        raise DeltaLayerError(f"cannot replace partitions of {uri}: the table is not partitioned")
+    return WritePlan(uri, mode, schema, partition_by, partition_filters, base_version, dict(metadata or {}))
+
+
+def new_write_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+
+
+def staging_path(uri: str, write_id: str) -> str:
+    """Folder under the table where a write's files wait until they are published."""
+    return posixpath.join(uri, STAGING_DIR, write_id)
+
+
+def stage(
+    df: DataFrame,
+    uri: str,
+    mode: str = "overwrite",
+    partition_by: Sequence[str] = (),
+    partition_filters: list[tuple[str, str, Any]] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> StagedWrite:
+    """Write ``df`` as not-yet-visible files of the table at ``uri``.
+
+    mode ``overwrite`` replaces the whole table (or, with ``partition_filters`` such as
+    ``[("year", "in", ["2019", "2020"])]``, exactly those partitions; rows outside them are refused);
+    ``append`` adds rows after a schema check; ``error`` creates the table and fails if it exists.
+    """
+    plan = plan_write(uri, df.schema, mode, partition_by, partition_filters, metadata)
+    df = df.select(*plan.schema.fieldNames())
+    write_id = new_write_id()
+    try:
+        writer = df.write.mode("errorifexists")
+        if plan.partition_by:
+            writer = writer.partitionBy(*plan.partition_by)
+        writer.parquet(staging_path(uri, write_id))
+    except BaseException:
+        _drop_staging(uri, write_id)
+        raise
+    return finish_write(plan, write_id)
+
+
+def stage_files(
+    uri: str,
+    write_id: str,
+    schema: StructType,
+    mode: str = "overwrite",
+    partition_by: Sequence[str] = (),
+    partition_filters: list[tuple[str, str, Any]] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    plan: WritePlan | None = None,
+) -> StagedWrite:
+    """Stage Parquet files that executor tasks wrote themselves into ``staging_path(uri, write_id)``
+    (Arrow-native writers, quarantine side files). Pass the ``plan`` made before the tasks started so
+    the commit is checked against the version they read."""
+    if plan is None:
+        plan = plan_write(uri, schema, mode, partition_by, partition_filters, metadata)
+    return finish_write(plan, write_id)
+
+
+def finish_write(plan: WritePlan, write_id: str) -> StagedWrite:
+    """Move a write's staged files into the table folder and describe them as add actions."""
+    fs, root = _fs(plan.uri)
+    staged = StagedWrite(
+        uri=plan.uri,
+        mode=plan.mode,
+        schema=plan.schema,
+        partition_by=plan.partition_by,
+        partition_filters=plan.partition_filters,
+        base_version=plan.base_version,
+        adds=[],
+        metadata=plan.metadata,
+    )
+    try:
+        staged.adds = _publish_files(fs, root, posixpath.join(root, STAGING_DIR, write_id), plan.partition_by, staged)
+        if plan.partition_filters:
+            _check_inside_partitions(plan.uri, staged.adds, plan.partition_filters)
+    except BaseException:
+        staged.abort()
+        raise
+    finally:
+        _drop_staging(plan.uri, write_id)
+    return staged
+
+
+def _drop_staging(uri: str, write_id: str) -> None:
+    fs, root = _fs(uri)
+    with contextlib.suppress(OSError):
+        fs.delete_dir(posixpath.join(root, STAGING_DIR, write_id))
+
+
+def _publish_files(
+    fs: pafs.FileSystem, root: str, staging: str, partition_by: Sequence[str], staged: StagedWrite
+) -> list[delta_tx.AddAction]:
+    """Move the staged Parquet files into the table folder and describe each as an add action."""
+    infos = fs.get_file_info(pafs.FileSelector(staging, recursive=True))
+    data_files = sorted(
+        info.path for info in infos if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+    )
+    moved: list[tuple[str, str]] = []
+    for source in data_files:
+        relative = posixpath.relpath(source, staging)
+        target = posixpath.join(root, relative)
+        fs.create_dir(posixpath.dirname(target), recursive=True)
+        fs.move(source, target)
+        moved.append((relative, target))
+        staged.adds.append(delta_tx.AddAction(relative, 0, {}, 0, True, "{}"))  # for abort() until done
+
+    def describe(entry: tuple[str, str]) -> tuple[int, delta_tx.AddAction]:
+        relative, target = entry
+        info = fs.get_file_info(target)
+        rows, stats = file_stats(fs, target)
+        mtime_ms = int(info.mtime.timestamp() * 1000) if info.mtime else int(time.time() * 1000)
+        values = _partition_values(relative, partition_by)
+        return rows, delta_tx.AddAction(relative, info.size, values, mtime_ms, True, json.dumps(stats))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        described = list(pool.map(describe, moved))
+    # Spark writes an empty file for an empty input; a file without rows is not worth a log entry.
+    for rows, add in described:
+        if rows == 0:
+            fs.delete_file(posixpath.join(root, add.path))
+    adds = [add for rows, add in described if rows > 0]
+    staged.rows = sum(rows for rows, _ in described)
+    staged.bytes = sum(add.size for add in adds)
+    return adds
+
+
+def _check_inside_partitions(uri: str, adds: Iterable[delta_tx.AddAction], filters: list[tuple[str, str, Any]]) -> None:
+    for add in adds:
+        for column, op, value in filters:
+            actual = add.partition_values.get(column)
+            allowed = [str(v) for v in value] if op == "in" else [str(value)]
+            if op not in ("=", "in"):
+                raise DeltaLayerError(f"partition filter operator '{op}' is not supported (use '=' or 'in')")
+            if actual not in allowed:
+                raise DeltaLayerError(
+                    f"write to {uri} has rows in partition {column}={actual}, outside the partitions being replaced"
+                )
+
+
+def write(
+    df: DataFrame,
+    uri: str,
+    mode: str = "overwrite",
+    partition_by: Sequence[str] = (),
+    partition_filters: list[tuple[str, str, Any]] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> int:
+    """Stage and commit in one go; returns the new table version."""
+    return stage(df, uri, mode, partition_by, partition_filters, metadata).commit()
+
+
+def commit_all(writes: Sequence[StagedWrite]) -> list[int]:
+    """Commit several staged writes in order. Delta has no multi-table transactions: a failure
+    commits nothing after it and aborts the rest, so staging everything first keeps the window short."""
+    versions: list[int] = []
+    for index, staged in enumerate(writes):
+        try:
+            versions.append(staged.commit())
+        except BaseException:
+            for rest in writes[index + 1 :]:
+                rest.abort()
+            raise
+    return versions
+
+
+def abort_all(writes: Iterable[StagedWrite]) -> None:
+    for staged in writes:
+        staged.abort()
+
+
+# ----------------------------------------------------------------------------------------------
+# Reads
+
+
+def read(
+    spark: SparkSession,
+    uri: str,
+    version: int | None = None,
+    partition_filters: list[tuple[str, str, Any]] | None = None,
+) -> DataFrame:
+    """The table's rows at ``version`` (latest by default), from exactly the snapshot's files."""
+    table = open_table(uri, version)
+    return _read_files(spark, uri, table.file_uris(partition_filters), spark_schema(table),
+                       list(table.metadata().partition_columns))
+
+
+def read_staged(spark: SparkSession, staged: StagedWrite) -> DataFrame:
+    """The rows of a staged (not yet committed) write, e.g. to use one bronze table while building the
+    next before either is published."""
+    files = [posixpath.join(staged.uri, add.path) for add in staged.adds]
+    return _read_files(spark, staged.uri, files, _nullable(staged.schema), staged.partition_by)
+
+
+def _read_files(
+    spark: SparkSession, uri: str, files: Sequence[str], schema: StructType, partition_by: Sequence[str]
+) -> DataFrame:
+    if not files:
+        return spark.createDataFrame([], schema)
+    reader = spark.read.schema(schema)
+    if partition_by:
+        reader = reader.option("basePath", uri)
+    return reader.parquet(*files).select(*schema.fieldNames())
+
+
+# ----------------------------------------------------------------------------------------------
+# Maintenance
+
+
+def compact(
+    spark: SparkSession, uri: str, target_file_bytes: int = 128 * 1024 * 1024, min_files: int = 2
+) -> int | None:
+    """Rewrite the small files of each partition into files near ``target_file_bytes``.
+
+    Distributed (a Spark rewrite), committed as dataChange=false adds and removes against the version it
+    read, so a concurrent overwrite makes it fail rather than resurrect rows. Returns the new version,
+    or None when no partition had ``min_files`` small files.
+    """
+    table = open_table(uri)
+    base_version = table.version()
+    partition_by = list(table.metadata().partition_columns)
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for action in actions:
+        if action["size_bytes"] >= target_file_bytes // 2:
+            continue
+        key = tuple(action.get(f"partition.{col}") for col in partition_by)
+        groups.setdefault(key, []).append(action)
+    chosen = [group for group in groups.values() if len(group) >= min_files]
+    if not chosen:
+        return None
+    schema = spark_schema(table)
+    files = [posixpath.join(uri, a["path"]) for group in chosen for a in group]
+    total_bytes = sum(a["size_bytes"] for group in chosen for a in group)
+    frame = _read_files(spark, uri, files, schema, partition_by)
+    out_files = max(1, math.ceil(total_bytes / target_file_bytes))
+    frame = frame.repartition(out_files, *partition_by) if partition_by else frame.coalesce(out_files)
+    staged = stage(frame, uri, "append", partition_by)
+    staged.base_version = base_version
+    now_ms = int(time.time() * 1000)
+    staged.adds = [
+        delta_tx.AddAction(a.path, a.size, a.partition_values, a.modification_time, False, a.stats)
+        for a in staged.adds
+    ]
+    staged.removes = [
+        delta_tx.RemoveAction(
+            a["path"],
+            False,
+            now_ms,
+            a["size_bytes"],
+            {col: _partition_string(a.get(f"partition.{col}")) for col in partition_by},
+        )
+        for group in chosen
+        for a in group
+    ]
+    staged.metadata["aria.operation"] = "compact"
+    return staged.commit()
+
+
+def _partition_string(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def vacuum(uri: str, retention_hours: int = 168, dry_run: bool = False) -> list[str]:
+    """Delete files no version newer than ``retention_hours`` needs, unreferenced files left by
+    failed writes, and abandoned staging folders. Time travel to versions older than the retention
+    is lost, as in Delta."""
+    table = open_table(uri)
+    removed = table.vacuum(
+        retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False, full=True
+    )
+    fs, root = _fs(uri)
+    staging_root = posixpath.join(root, STAGING_DIR)
+    cutoff = time.time() - retention_hours * 3600
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(staging_root, allow_not_found=True))
+    except OSError:
+        entries = []
+    for entry in entries:
+        if entry.type == pafs.FileType.Directory and entry.mtime and entry.mtime.timestamp() <= cutoff:
+            removed.append(entry.path)
+            if not dry_run:
+                if isinstance(fs, pafs.LocalFileSystem):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    fs.delete_dir(entry.path)
+    return removed

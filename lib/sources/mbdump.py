@@ -1,0 +1,174 @@
+"""The MusicBrainz full export: locate ``mbdump/`` (or unpack it from ``mbdump.tar.bz2``), detect the
+``isrc`` layout, and read PostgreSQL ``COPY … TO stdout`` text files with Spark built-ins.
+
+COPY text format: one row per line, TAB between fields, ``\\N`` for NULL, and inside values the escapes
+``\\\\``, ``\\t``, ``\\n``, ``\\r``, ``\\b``, ``\\f``, ``\\v`` (PostgreSQL's COPY TO emits no other). Unescaping
+is done without regular expressions: ``\\\\`` first becomes U+0000 (a character PostgreSQL text cannot
+hold), then the single-letter escapes are replaced, then U+0000 becomes ``\\``. A naive TAB split
+without this corrupts titles that contain tabs or backslashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lib.errors import InputError
+
+TABLES = ("isrc", "recording", "artist_credit", "artist_credit_name", "artist")
+META_FILES = ("SCHEMA_SEQUENCE", "TIMESTAMP", "REPLICATION_SEQUENCE")
+# Schema sequence 31 (2026-05) dropped isrc.source; earlier dumps have it as the 4th column.
+ISRC_SOURCE_DROPPED_IN = 31
+
+# Column layouts (names in file order) of the tables we read; '*' columns are kept, others skipped.
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "isrc": ("id", "recording", "isrc", "edits_pending", "created"),
+    "isrc_legacy": ("id", "recording", "isrc", "source", "edits_pending", "created"),
+    "recording": ("id", "gid", "name", "artist_credit", "length", "comment", "edits_pending", "last_updated", "video"),
+    "artist_credit": ("id", "name", "artist_count", "ref_count", "created", "edits_pending", "gid"),
+    "artist_credit_name": ("artist_credit", "position", "artist", "name", "join_phrase"),
+    "artist": (
+        "id", "gid", "name", "sort_name", "begin_date_year", "begin_date_month", "begin_date_day",
+        "end_date_year", "end_date_month", "end_date_day", "type", "area", "gender", "comment",
+        "edits_pending", "last_updated", "ended", "begin_area", "end_area",
+    ),
+}
+# Older artist_credit dumps end before gid; readers accept a known prefix of columns for these.
+MIN_COLUMNS = {"artist_credit": 6}
+
+
+@dataclass(frozen=True)
+class MbDump:
+    folder: Path
+    isrc_layout: str  # "31" or "legacy"
+    schema_sequence: int | None
+
+    def table_file(self, table: str) -> Path:
+        for name in (table, f"{table}_sanitised"):
+            if (self.folder / name).is_file():
+                return self.folder / name
+        raise InputError(f"{self.folder}: MusicBrainz table file '{table}' is missing")
+
+
+def _extract(archive: Path, work_dir: Path) -> Path:
+    """Unpack only the tables we read (and the metadata files) from mbdump.tar.bz2, once."""
+    target = work_dir / "mbdump"
+    marker = work_dir / "mbdump.unpacked.json"
+    stat = archive.stat()
+    identity = {"source": str(archive.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if marker.exists() and target.is_dir():
+        with contextlib.suppress(ValueError, OSError):
+            if json.loads(marker.read_text()) == identity:
+                return target
+    wanted = {*TABLES, *(f"{t}_sanitised" for t in TABLES), *META_FILES}
+    partial = work_dir / "mbdump.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = Path(member.name).name
+                if member.isfile() and name in wanted:
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    with source, (partial / name).open("wb") as out:
+                        shutil.copyfileobj(source, out, 8 << 20)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise InputError(f"{archive}: cannot unpack ({exc})") from None
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    marker.write_text(json.dumps(identity))
+    return target
+
+
+def locate(musicbrainz_dir: Path, work_dir: Path) -> MbDump:
+    """Find the dump: ``<dir>/mbdump/``, the table files in ``<dir>`` itself, or ``<dir>/mbdump.tar.bz2``."""
+    candidates = [musicbrainz_dir / "mbdump", musicbrainz_dir]
+    folder = next((c for c in candidates if c.is_dir() and _has_table(c, "isrc")), None)
+    if folder is None:
+        archives = sorted(musicbrainz_dir.glob("mbdump*.tar.bz2")) if musicbrainz_dir.is_dir() else []
+        archive = archives[0] if archives else None
+        if archive is None:
+            raise InputError(f"{musicbrainz_dir}: no mbdump/ folder and no mbdump.tar.bz2 found")
+        folder = _extract(archive, work_dir)
+    for table in TABLES:
+        if not _has_table(folder, table):
+            raise InputError(f"{folder}: MusicBrainz table file '{table}' is missing")
+    sequence = None
+    sequence_file = folder / "SCHEMA_SEQUENCE"
+    if sequence_file.is_file():
+        with contextlib.suppress(ValueError):
+            sequence = int(sequence_file.read_text().strip())
+    dump = MbDump(folder, "31", sequence)
+    layout = _isrc_layout(dump, sequence)
+    return MbDump(folder, layout, sequence)
+
+
+def _has_table(folder: Path, table: str) -> bool:
+    return (folder / table).is_file() or (folder / f"{table}_sanitised").is_file()
+
+
+def _isrc_layout(dump: MbDump, sequence: int | None) -> str:
+    """SCHEMA_SEQUENCE decides when present; otherwise the first line's column count does."""
+    if sequence is not None:
+        return "31" if sequence >= ISRC_SOURCE_DROPPED_IN else "legacy"
+    with dump.table_file("isrc").open("rb") as handle:
+        first = handle.readline().rstrip(b"\n")
+    if not first:
+        return "31"
+    fields = first.count(b"\t") + 1
+    if fields == len(LAYOUTS["isrc"]):
+        return "31"
+    if fields == len(LAYOUTS["isrc_legacy"]):
+        return "legacy"
+    raise InputError(f"{dump.table_file('isrc')}: first line has {fields} columns; expected 5 (schema 31) or 6")
+
+
+def unescape(column: Any) -> Any:
+    """A COPY text field as a Spark string column: ``\\N`` → NULL, escapes undone (built-ins only)."""
+    from pyspark.sql import functions as F
+
+    placeholder = F.lit("\u0000")
+    value = F.replace(column, F.lit("\\\\"), placeholder)
+    for escape, char in (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\b", "\b"), ("\\f", "\f"), ("\\v", "\v")):
+        value = F.replace(value, F.lit(escape), F.lit(char))
+    value = F.replace(value, placeholder, F.lit("\\"))
+    return F.when(column == F.lit("\\N"), F.lit(None).cast("string")).otherwise(value)
+
+
+def read_table(spark: Any, dump: MbDump, table: str, columns: Sequence[tuple[str, str]]) -> Any:
+    """Read ``table`` as strings split into its layout's fields, returning the requested
+    ``(name, spark type)`` columns plus ``_reject`` (why a line is malformed, else NULL) and
+    ``_line`` (the raw line, for the quarantine)."""
+    from pyspark.sql import functions as F
+
+    layout_name = "isrc_legacy" if table == "isrc" and dump.isrc_layout == "legacy" else table
+    layout = LAYOUTS[layout_name]
+    path = dump.table_file(table)
+    lines = spark.read.text(str(path)).withColumnRenamed("value", "_line")
+    fields = F.split(F.col("_line"), "\t", -1)
+    count = F.size(fields)
+    minimum = MIN_COLUMNS.get(table, len(layout))
+    projected = []
+    reasons = [F.when((count < minimum) | (count > len(layout)),
+                      F.concat(F.lit(f"expected {len(layout)} tab-separated fields, got "), count.cast("string")))]
+    for name, spark_type in columns:
+        raw = unescape(F.get(fields, layout.index(name)))
+        if spark_type == "boolean":
+            typed = F.when(raw == "t", F.lit(True)).when(raw == "f", F.lit(False))
+            reasons.append(F.when(raw.isNotNull() & typed.isNull(), F.lit(f"{name} is not t/f")))
+        elif spark_type == "string":
+            typed = raw
+        else:
+            typed = raw.try_cast(spark_type)
+            reasons.append(F.when(raw.isNotNull() & typed.isNull(), F.lit(f"{name} is not {spark_type}")))
+        projected.append(typed.alias(name))
+    reject = F.coalesce(*reasons) if len(reasons) > 1 else reasons[0]
+    return lines.select(*projected, reject.alias("_reject"), "_line")

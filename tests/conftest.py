@@ -1,0 +1,33 @@
+"""One SparkSession for the whole test session (UI off, two shuffle partitions), and a Config whose
+paths point into each test's own temporary folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lib.config import Config, load_config
+from lib.spark import TEST_CONF, build_session
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    base = load_config(use_default_file=False).with_overrides(
+        {"spark.master": "local[2]", "spark.driver_memory": "2g", "spark.log_level": "ERROR"}
+    )
+    session = build_session(base, "aria-tests", extra_conf=TEST_CONF)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """Defaults with every path inside tmp_path (no conf file, so local edits cannot leak in)."""
+    return load_config(use_default_file=False, base_dir=tmp_path).with_overrides(
+        {"spark.master": "local[2]", "spark.shuffle_partitions": 2}, base_dir=tmp_path
+    )

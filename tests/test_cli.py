@@ -1,0 +1,84 @@
+"""The command line, run as users run it: ./spark-submit.sh in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from jobs import JOBS
+from lib import delta
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = str(ROOT / "spark-submit.sh")
+
+
+def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=timeout)
+
+
+def test_help_lists_every_job():
+    result = run("--help")
+    assert result.returncode == 0
+    for name, (_, doc) in JOBS.items():
+        assert f"{name}" in result.stdout and doc in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "error: unknown job 'nope' (jobs: sample, ingest"),
+        ([], "error: no job given"),
+        (["ingest", "--set", "cooccurrence.topk=5"], "error: unknown config key 'cooccurrence.topk'"),
+        (["ingest", "--set", "sample.tracks=many"], "error: config key 'sample.tracks' expects an integer, got 'many'"),
+        (["ingest", "--frobnicate"], "error: unknown option '--frobnicate' for job 'ingest'"),
+        (["ingest", "--conf", "/nonexistent.toml"], "error: config file /nonexistent.toml does not exist"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_ships_lib_and_jobs_as_a_zip():
+    result = run("ingest", "--dry-run", "--master", "spark://example:7077", "--set", "spark_conf.spark.executor.cores=3")
+    assert result.returncode == 0
+    command = result.stdout.split()
+    assert command[command.index("--master") + 1] == "spark://example:7077"
+    assert "spark.executor.cores=3" in command
+    app_zip = command[command.index("--py-files") + 1]
+    names = zipfile.ZipFile(app_zip).namelist()
+    assert "lib/delta.py" in names and "jobs/ingest/job.py" in names and "jobs/sample/vocab.json" in names
+    assert command[-3].endswith("driver.py") and command[-2] == "ingest"
+
+
+def test_sample_through_spark_submit(tmp_path):
+    """The issue's acceptance command: writes the three real-layout files and the mbdump."""
+    result = run("sample", "--set", f"paths.spotify={tmp_path}/A", "--set", f"paths.musicbrainz={tmp_path}/B",
+                 "--set", "sample.tracks=3000", "--set", f"paths.warehouse={tmp_path}/wh", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("spotify_clean.sqlite3", "spotify_clean_audio_features.sqlite3", "spotify_clean_playlists.sqlite3"):
+        assert (tmp_path / "A" / name).stat().st_size > 0
+    for table in ("isrc", "recording", "artist_credit", "artist_credit_name", "artist"):
+        assert (tmp_path / "B" / "mbdump" / table).stat().st_size > 0
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["job"] == "sample" and summary["status"] == "succeeded"
+    assert delta.exists(str(tmp_path / "wh" / "gold" / "_runs"))
+
+
+def test_input_error_exits_nonzero_with_the_file_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("ingest", "--set", f"paths.spotify={tmp_path}/empty", "--set", f"paths.warehouse={tmp_path}/wh",
+                 cwd=tmp_path)
+    assert result.returncode == 1
+    # pyspark's launcher merges the driver's stderr into stdout; users see both in the terminal.
+    output = result.stdout + result.stderr
+    assert f"error: {tmp_path}/empty/spotify_clean.sqlite3: file not found" in output
+    assert "Traceback" not in output
