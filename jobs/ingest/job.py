@@ -173,10 +173,12 @@ def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
     tracks = run.observe(
         "spotify_tracks", tracks,
         F.sum("unresolved_artists").alias("artist links to no ingested artist"),
+        F.sum("orphan_links").alias("artist links of no ingested track"),
         F.count_if(F.col("album_rowid").isNotNull() & F.col("album_id").isNull()).alias(
             "album_rowid to no ingested album"),
     )
-    run.stage("spotify_tracks", tracks.drop("unresolved_artists", "album_rowid"))
+    tracks = tracks.where(F.col("track_id").isNotNull())
+    run.stage("spotify_tracks", tracks.drop("unresolved_artists", "orphan_links", "album_rowid"))
 
     run.stage_direct(q.audio_features, "track_audio_features")
     run.stage_direct(q.playlists, "playlists")

@@ -43,12 +43,18 @@ def artist_lists(track_artists: DataFrame, artist_ids: DataFrame) -> DataFrame:
 
 
 def resolve_tracks(tracks: DataFrame, album_ids: DataFrame, artists: DataFrame) -> DataFrame:
-    """Tracks with album_id and artist_ids resolved from rowids (left joins: nothing is lost)."""
+    """Tracks with album_id and artist_ids resolved from rowids; no track is lost.
+
+    The artist lists are joined with a full outer join so that link rows of tracks that were not
+    ingested (quarantined or missing) stay visible: they come out with ``track_id`` NULL for the caller
+    to count and drop (``orphan_links``).
+    """
     return (
         tracks.join(album_ids, on="album_rowid", how="left")
-        .join(artists, on="track_rowid", how="left")
+        .join(artists, on="track_rowid", how="full")
         .withColumn("artist_ids", F.coalesce(F.col("artist_ids"), F.array().cast("array<string>")))
         .withColumn("unresolved_artists", F.coalesce(F.col("unresolved_artists"), F.lit(0)))
+        .withColumn("orphan_links", F.when(F.col("track_id").isNull(), F.size("artist_ids")).otherwise(0))
     )
 
 

@@ -1,0 +1,113 @@
+"""Ingest throughput against the peer a user would try first: a raw single-process ADBC read.
+
+The raw peer reads every table ingest reads (``SELECT *``, Arrow batches, nothing written). Ingest
+reads the same tables range by range on the executors, types and checks every value, resolves the rowid
+links with joins, writes Parquet and commits Delta tables. Goal from the issue:
+ingest rows/s >= 0.5 x (raw rows/s x cores).
+
+    .venv/bin/python bench/ingest.py --tracks 2000000 --data /work/benchdata/t2m
+
+``--data`` is reused when it already holds a generated dump of that size (generation is not timed).
+MusicBrainz is the small real fixture, so the figures are about the Spotify files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jobs.ingest.sources import REAL_FILES  # noqa: E402
+from jobs.sample.generator import MANIFEST, SampleSpec, generate  # noqa: E402
+from lib.config import load_config  # noqa: E402
+
+RAW_TABLES = {
+    "clean": ("artists", "artist_genres", "albums", "tracks", "track_artists"),
+    "features": ("track_audio_features",),
+    "playlists": ("playlists", "playlist_tracks"),
+}
+MB_FIXTURE = ROOT / "tests" / "fixtures" / "musicbrainz"
+
+
+def ensure_dump(data: Path, tracks: int) -> None:
+    manifest = data / "spotify" / MANIFEST
+    if manifest.exists() and json.loads(manifest.read_text())["spec"]["tracks"] == tracks:
+        return
+    started = time.perf_counter()
+    generate(data / "spotify", data / "musicbrainz", SampleSpec(tracks=tracks))
+    print(f"generated {tracks:,} tracks in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def raw_read(data: Path) -> tuple[int, float]:
+    import adbc_driver_sqlite.dbapi as adbc
+
+    rows = 0
+    started = time.perf_counter()
+    for key, tables in RAW_TABLES.items():
+        path = (data / "spotify" / REAL_FILES[key]).resolve()
+        with adbc.connect(f"file:{path}?mode=ro&immutable=1") as conn, conn.cursor() as cursor:
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
+            for table in tables:
+                cursor.execute(f"SELECT * FROM {table}")
+                for batch in cursor.fetch_record_batch():
+                    rows += batch.num_rows
+    return rows, time.perf_counter() - started
+
+
+def run_ingest(spark, data: Path, arrow_native: bool) -> tuple[int, float, dict]:
+    from jobs.ingest import job
+
+    warehouse = data / f"bench-warehouse-{'arrow' if arrow_native else 'spark'}"
+    shutil.rmtree(warehouse, ignore_errors=True)
+    config = load_config(use_default_file=False, base_dir=data).with_overrides({
+        "paths.spotify": str(data / "spotify"), "paths.musicbrainz": str(MB_FIXTURE),
+        "paths.warehouse": str(warehouse), "paths.work": str(data / "work"),
+        "ingest.arrow_native": arrow_native, "ingest.quick_check": False,
+    })
+    started = time.perf_counter()
+    summary = job.run(spark, config)
+    seconds = time.perf_counter() - started
+    rows = sum(t.get("rows_read", 0) for name, t in summary["tables"].items() if not name.startswith("mb_"))
+    shutil.rmtree(warehouse, ignore_errors=True)
+    return rows, seconds, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracks", type=int, default=2_000_000)
+    parser.add_argument("--data", type=Path, default=Path("data/bench-ingest"))
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    data = args.data.resolve()
+    ensure_dump(data, args.tracks)
+
+    raw_rows, raw_seconds = raw_read(data)
+    raw_rate = raw_rows / raw_seconds
+    print(f"raw ADBC read (1 process): {raw_rows:,} rows in {raw_seconds:.1f} s = {raw_rate:,.0f} rows/s", flush=True)
+
+    from lib.spark import build_session
+
+    config = load_config(use_default_file=False).with_overrides(
+        {"spark.master": f"local[{args.cores}]", "spark.driver_memory": "8g", "spark.log_level": "ERROR"})
+    spark = build_session(config, "bench-ingest")
+    spark.range(1).count()  # JVM warm-up is not ingest time
+    results = {}
+    for arrow_native in (True, False):
+        rows, seconds, _ = run_ingest(spark, data, arrow_native)
+        rate = rows / seconds
+        label = "arrow-native writes" if arrow_native else "Spark writer only"
+        results[label] = (rows, seconds, rate)
+        print(f"ingest ({label}): {rows:,} rows in {seconds:.1f} s = {rate:,.0f} rows/s; "
+              f"ratio to raw x {args.cores} cores = {rate / (raw_rate * args.cores):.2f}", flush=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
