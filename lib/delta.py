@@ -408,29 +408,14 @@ def stage(
     except BaseException:
         _drop_staging(uri, write_id)
         raise
-    return finish_write(plan, write_id)
+    return stage_files(plan, write_id)
 
 
-def stage_files(
-    uri: str,
-    write_id: str,
-    schema: StructType,
-    mode: str = "overwrite",
-    partition_by: Sequence[str] = (),
-    partition_filters: list[tuple[str, str, Any]] | None = None,
-    metadata: Mapping[str, str] | None = None,
-    plan: WritePlan | None = None,
-) -> StagedWrite:
-    """Stage Parquet files that executor tasks wrote themselves into ``staging_path(uri, write_id)``
-    (Arrow-native writers, quarantine side files). Pass the ``plan`` made before the tasks started so
-    the commit is checked against the version they read."""
-    if plan is None:
-        plan = plan_write(uri, schema, mode, partition_by, partition_filters, metadata)
-    return finish_write(plan, write_id)
-
-
-def finish_write(plan: WritePlan, write_id: str) -> StagedWrite:
-    """Move a write's staged files into the table folder and describe them as add actions."""
+def stage_files(plan: WritePlan, write_id: str) -> StagedWrite:
+    """Move the Parquet files in ``staging_path(plan.uri, write_id)`` into the table folder and describe
+    them as add actions. Besides ``stage`` (Spark's writer), executor tasks that write files themselves
+    (Arrow-native writers, quarantine side files) publish this way; make the plan before the tasks start
+    so the commit is checked against the version they read."""
     fs, root = _fs(plan.uri)
     staged = StagedWrite(
         uri=plan.uri,

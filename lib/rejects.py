@@ -96,10 +96,8 @@ class RejectSink:
 
         schema = StructType.fromDDL(SPARK_DDL)
         filters = [("table", "in", list(tables))] if delta.exists(self.table_uri) else None
-        return delta.stage_files(
-            self.table_uri, self.write_id, schema, partition_by=["table"], mode="overwrite",
-            partition_filters=filters,
-        )
+        plan = delta.plan_write(self.table_uri, schema, "overwrite", ["table"], filters)
+        return delta.stage_files(plan, self.write_id)
 
 
 def split_rejects(frame: Any, table: str, sink: RejectSink, source: str, key_columns: Sequence[str],

@@ -130,7 +130,7 @@ class IngestRun:
         write_id = delta.new_write_id()
         write_ranges(self.spark, query, self.ranges(query, table), self.sink, self.stats_dir,
                      delta.staging_path(uri, write_id))
-        staged = delta.stage_files(uri, write_id, query.spark_schema(), plan=plan)
+        staged = delta.stage_files(plan, write_id)
         self.staged[query.name] = staged
         log.info("staged bronze/%s (arrow-native): %d rows in %.1f s", query.name, staged.rows,
                  time.perf_counter() - started)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jobs.sample.sinks import SqliteSink
+from jobs.sample.sinks import LayoutWriter, SqliteSink
 
 CLEAN = "spotify_clean.sqlite3"
 AUDIO_FEATURES = "spotify_clean_audio_features.sqlite3"
@@ -66,8 +66,10 @@ TABLES = {
 }
 
 
-class RealLayoutWriter:
+class RealLayoutWriter(LayoutWriter):
     """Routes logical chunks (already in the real layout) to the three files."""
+
+    tables = TABLES
 
     def __init__(self, directory: Path) -> None:
         self.clean = SqliteSink(directory / CLEAN, CLEAN_DDL, CLEAN_POST)
@@ -94,14 +96,3 @@ class RealLayoutWriter:
     def playlists_chunk(self, playlists: pa.Table, rows: pa.Table, kind: np.ndarray, repeat: np.ndarray) -> None:
         self.playlists.put("playlists", playlists)
         self.playlists.put("playlist_tracks", rows)
-
-    def row_counts(self) -> dict[str, dict[str, int]]:
-        return {name: {t: sink.rows.get(t, 0) for t in TABLES[name]} for name, sink in self.sinks.items()}
-
-    def close(self) -> dict[str, Path]:
-        """Close every file; returns final name → finished temporary path."""
-        return {name: sink.close() for name, sink in self.sinks.items()}
-
-    def abort(self) -> None:
-        for sink in self.sinks.values():
-            sink.abort()

@@ -115,3 +115,21 @@ def publish(temp: Path, final: Path) -> None:
         remove(old)
     else:
         os.replace(temp, final)
+
+
+class LayoutWriter:
+    """What both layout writers share: a set of named SQLite sinks, closed or aborted together."""
+
+    sinks: dict[str, SqliteSink]
+    tables: dict[str, tuple[str, ...]]
+
+    def row_counts(self) -> dict[str, dict[str, int]]:
+        return {name: {t: sink.rows.get(t, 0) for t in self.tables[name]} for name, sink in self.sinks.items()}
+
+    def close(self) -> dict[str, Path]:
+        """Close every file; returns final name → finished temporary path."""
+        return {name: sink.close() for name, sink in self.sinks.items()}
+
+    def abort(self) -> None:
+        for sink in self.sinks.values():
+            sink.abort()

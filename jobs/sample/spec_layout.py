@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from jobs.sample import ids
 from jobs.sample.catalog import json_string_lists
 from jobs.sample.playlists import EPISODE, GHOST, LOCAL, TRACK
-from jobs.sample.sinks import SqliteSink
+from jobs.sample.sinks import LayoutWriter, SqliteSink
 from jobs.sample.vocab import join
 
 TRACKS = "spotify_tracks.db"
@@ -113,8 +113,10 @@ def _rowid_ids(seed: int, namespace: int, rowid: pa.Array | np.ndarray) -> pa.Ar
     return ids.base62_ids(seed, namespace, np.asarray(rowid, dtype=np.int64) - 1)
 
 
-class SpecLayoutWriter:
+class SpecLayoutWriter(LayoutWriter):
     """Converts real-layout chunks into the spec's tables."""
+
+    tables = TABLES
 
     def __init__(self, directory: Path, seed: int) -> None:
         self.seed = seed
@@ -209,13 +211,3 @@ class SpecLayoutWriter:
         # Key order: the primary-key index then grows in runs instead of random single-row inserts.
         self.sinks[PLAYLISTS].put("playlist_tracks", table.sort_by([("playlist_id", "ascending"),
                                                                     ("track_id", "ascending")]))
-
-    def row_counts(self) -> dict[str, dict[str, int]]:
-        return {name: {t: sink.rows.get(t, 0) for t in TABLES[name]} for name, sink in self.sinks.items()}
-
-    def close(self) -> dict[str, Path]:
-        return {name: sink.close() for name, sink in self.sinks.items()}
-
-    def abort(self) -> None:
-        for sink in self.sinks.values():
-            sink.abort()
