@@ -103,15 +103,49 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "min_cooccurrence": _i(3, "pairs seen in fewer qualifying playlists are dropped", minimum=1),
         "top_k": _i(100, "neighbours kept per track", minimum=1),
         "rank_by": _s("score", "ordering of cooccurrence_top", ("score", "pmi", "llr", "jaccard")),
+        "pair_partitions": _i(0, "pair-counting tasks (0: one per 8M possible pairs, at least "
+                                 "spark.shuffle_partitions)"),
+        "chunks": _i(1, "count pairs in this many playlist-hash chunks, each saved to paths.work (resumable)",
+                     minimum=1),
+        "broadcast_dictionary": _b(True, "broadcast the track-id dictionary (false: shuffle joins, for tens of "
+                                         "millions of kept tracks)"),
     },
-    "xref": {},
+    "xref": {
+        "duration_tolerance_s": _f(3.0, "metadata tier: a duration gap up to this many seconds costs no confidence",
+                                   minimum=0),
+        "max_duration_gap_s": _f(10.0, "metadata tier: confidence falls linearly to x0.90 at this gap (seconds); "
+                                 "larger gaps never match", minimum=0),
+        "unknown_duration_factor": _f(0.93, "metadata tier: confidence factor when either duration is unknown",
+                                      minimum=0),
+        "min_confidence": _f(0.85, "metadata matches below this confidence are no_match (issue: 0.85)",
+                             minimum=0.85),
+        "max_block_size": _i(250, "metadata tier: blocks (same artist + title key) with more MB recordings are "
+                             "skipped and counted, so common titles cannot explode the join", minimum=1),
+        "fuzzy_titles": _b(True, "metadata tier pass B: same artist, same title digits, duration within "
+                           "max_duration_gap_s, title by Levenshtein similarity"),
+    },
     "vectors": {
         "tier_a_min_popularity": _i(30, "tier A (pre-vectorised) starts at this popularity"),
         "tier_b_min_popularity": _i(10, "tier B (on-demand) starts at this popularity"),
+        "hybrid": _b(False, "also write hybrid_vector: unit audio vector + a 256-dim text embedding of "
+                            "'{artist} - {title} [{genres}]' (WordLlama, shipped in its wheel)"),
+        "hybrid_text_weight": _f(1.0, "length of the text part of hybrid_vector (the audio part has length 1)",
+                                 minimum=0.0),
     },
     "similar": {
         "seed_count": _i(100_000, "most popular tracks that get precomputed neighbours", minimum=1),
         "top_k": _i(100, "neighbours per seed", minimum=1),
+        "block_rows": _i(1_000_000, "rows of the split side (usually tier A candidates) per kNN task and "
+                         "faiss index; the other side is broadcast", minimum=1),
+        "seed_batch": _i(8192, "seeds per faiss search call inside a task (bounds task memory)", minimum=1),
+        "search_margin": _i(32, "neighbours fetched per block beyond top_k + 1, so most seeds are proven "
+                            "exact by the first search", minimum=0),
+        "faiss_threads": _i(1, "OpenMP threads of faiss inside one Spark task (0: faiss default); "
+                            "1 keeps concurrent tasks from oversubscribing the cores"),
+        "broadcast": _s("auto", "side of the kNN join that is broadcast (auto: the smaller)",
+                        ("auto", "seeds", "candidates")),
+        "vector": _s("audio", "vector the neighbours are computed on (hybrid needs vectors.hybrid)",
+                     ("audio", "hybrid")),
     },
     "publish": {
         "target": _s("local", "where results go", ("local", "cloudflare")),

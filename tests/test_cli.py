@@ -48,7 +48,9 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
 
 
 def test_dry_run_ships_lib_and_jobs_as_a_zip():
-    result = run("ingest", "--dry-run", "--master", "spark://example:7077", "--set", "spark_conf.spark.executor.cores=3")
+    result = run(
+        "ingest", "--dry-run", "--master", "spark://example:7077", "--set", "spark_conf.spark.executor.cores=3"
+    )
     assert result.returncode == 0
     command = result.stdout.split()
     assert command[command.index("--master") + 1] == "spark://example:7077"

@@ -1,0 +1,93 @@
+"""Per-phase Spark metrics (wall time, stage times, shuffle bytes) without a SparkListener or the REST UI.
+
+Each phase runs under its own job group; afterwards the driver asks the status tracker for the group's
+jobs and stages and reads each stage's task metrics from the SparkContext's status store (the store the
+UI would render, kept even with ``spark.ui.enabled=false``). The store is an internal API reached through
+py4j: if it cannot be read (another Spark version, Spark Connect) the phase still reports its wall time
+and ``stage_metrics: "unavailable"`` instead of guessed numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from lib.log import get_logger
+
+log = get_logger("cooccurrence")
+
+_GROUP_IDS = itertools.count()
+
+
+def _stage_rows(spark: SparkSession, group: str) -> list[dict[str, Any]]:
+    context = spark.sparkContext
+    tracker = context.statusTracker()
+    stage_ids = sorted(
+        {stage for job in tracker.getJobIdsForGroup(group) if (info := tracker.getJobInfo(job))
+         for stage in info.stageIds}
+    )
+    store = context._jsc.sc().statusStore()  # internal: the live AppStatusStore
+    gateway = context._gateway
+    no_quantiles = gateway.new_array(gateway.jvm.double, 0)
+    rows = []
+    for stage_id in stage_ids:
+        attempts = store.stageData(stage_id, False, None, False, no_quantiles)
+        for index in range(attempts.size()):
+            stage = attempts.apply(index)
+            status = stage.status().toString()
+            if status == "SKIPPED":
+                continue
+            started, finished = stage.submissionTime(), stage.completionTime()
+            seconds = (
+                (finished.get().getTime() - started.get().getTime()) / 1000
+                if started.isDefined() and finished.isDefined()
+                else None
+            )
+            rows.append({
+                "stage": stage_id,
+                "status": status.lower(),
+                "tasks": stage.numTasks(),
+                "seconds": seconds,
+                "task_seconds": stage.executorRunTime() / 1000,
+                "task_cpu_seconds": round(stage.executorCpuTime() / 1e9, 3),
+                "shuffle_write_bytes": stage.shuffleWriteBytes(),
+                "shuffle_read_bytes": stage.shuffleReadBytes(),
+                "spill_bytes": stage.diskBytesSpilled(),
+            })
+    return rows
+
+
+@contextlib.contextmanager
+def phase(spark: SparkSession, name: str, into: dict[str, Any]) -> Iterator[None]:
+    """Run the block as job group ``name``; put its metrics into ``into[name]``."""
+    context = spark.sparkContext
+    previous = context.getLocalProperty("spark.jobGroup.id")
+    previous_description = context.getLocalProperty("spark.job.description")
+    group = f"cooccurrence-{name}-{next(_GROUP_IDS)}-{uuid.uuid4().hex[:8]}"
+    context.setJobGroup(group, f"cooccurrence: {name}")
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        context.setLocalProperty("spark.jobGroup.id", previous)
+        context.setLocalProperty("spark.job.description", previous_description)
+        entry: dict[str, Any] = {"seconds": round(seconds, 2)}
+        try:
+            stages = _stage_rows(spark, group)
+        except Exception as exc:  # internal API: report that it is missing rather than fail the job
+            log.debug("stage metrics unavailable: %s", exc)
+            entry["stage_metrics"] = "unavailable"
+        else:
+            entry["stages"] = len(stages)
+            entry["shuffle_write_bytes"] = sum(s["shuffle_write_bytes"] for s in stages)
+            entry["spill_bytes"] = sum(s["spill_bytes"] for s in stages)
+            entry["task_seconds"] = round(sum(s["task_seconds"] for s in stages), 2)
+            entry["stage_detail"] = stages
+        into[name] = entry
