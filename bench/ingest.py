@@ -61,7 +61,7 @@ def raw_read(data: Path) -> tuple[int, float]:
     return rows, time.perf_counter() - started
 
 
-def run_ingest(spark, data: Path, arrow_native: bool) -> tuple[int, float, dict]:
+def run_ingest(spark, data: Path, arrow_native: bool, rows_per_task: int = 500_000) -> tuple[int, float, dict]:
     from jobs.ingest import job
 
     warehouse = data / f"bench-warehouse-{'arrow' if arrow_native else 'spark'}"
@@ -69,7 +69,7 @@ def run_ingest(spark, data: Path, arrow_native: bool) -> tuple[int, float, dict]
     config = load_config(use_default_file=False, base_dir=data).with_overrides({
         "paths.spotify": str(data / "spotify"), "paths.musicbrainz": str(MB_FIXTURE),
         "paths.warehouse": str(warehouse), "paths.work": str(data / "work"),
-        "ingest.arrow_native": arrow_native, "ingest.quick_check": False,
+        "ingest.arrow_native": arrow_native, "ingest.quick_check": False, "ingest.rows_per_task": rows_per_task,
     })
     started = time.perf_counter()
     summary = job.run(spark, config)
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=2_000_000)
     parser.add_argument("--data", type=Path, default=Path("data/bench-ingest"))
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rows-per-task", type=int, default=500_000, help="ingest.rows_per_task")
     args = parser.parse_args()
     data = args.data.resolve()
     ensure_dump(data, args.tracks)
@@ -104,7 +105,7 @@ def main() -> None:
     run_ingest(spark, warmup, True)
     results = {}
     for arrow_native in (True, False):
-        rows, seconds, _ = run_ingest(spark, data, arrow_native)
+        rows, seconds, _ = run_ingest(spark, data, arrow_native, args.rows_per_task)
         rate = rows / seconds
         label = "arrow-native writes" if arrow_native else "Spark writer only"
         results[label] = (rows, seconds, rate)
