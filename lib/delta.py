@@ -542,6 +542,28 @@ def read(
                        list(table.metadata().partition_columns))
 
 
+def read_input(
+    spark: SparkSession,
+    uri: str,
+    columns: Sequence[str] | None = None,
+    hint: str = "run ingest first",
+    version: int | None = None,
+) -> DataFrame:
+    """A job's input table at ``version`` (latest by default), narrowed to ``columns`` (all when None). A
+    missing table or column is an ``InputError`` naming the table and the step that makes it (``hint``)."""
+    from lib.errors import InputError
+
+    if not exists(uri):
+        raise InputError(f"{uri}: {hint}")
+    frame = read(spark, uri, version=version)
+    if columns is None:
+        return frame
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise InputError(f"{uri}: no column(s) {', '.join(missing)}; {hint}")
+    return frame.select(*columns)
+
+
 def read_staged(spark: SparkSession, staged: StagedWrite) -> DataFrame:
     """The rows of a staged (not yet committed) write, e.g. to use one bronze table while building the
     next before either is published."""

@@ -36,7 +36,7 @@ from jobs.cooccurrence.stage_metrics import phase
 from jobs.cooccurrence.workdir import WorkDir, fingerprint
 from lib import delta
 from lib.config import Config
-from lib.errors import InputError, JobError
+from lib.errors import JobError
 from lib.log import get_logger
 from lib.schemas import conform
 
@@ -62,14 +62,9 @@ DICTIONARY_DDL = "tid int, track_id string, playlist_count long"
 def read_source(spark: SparkSession, config: Config) -> tuple[DataFrame, str, int]:
     """(playlist_id, track_id) rows of the bronze table at its current version, the URI and the version."""
     uri = delta.table_path(config.paths.warehouse, "bronze", SOURCE_TABLE)
-    if not delta.exists(uri):
-        raise InputError(f"{uri}: run ingest first")
     version = delta.version(uri)
-    frame = delta.read(spark, uri, version=version)
-    missing = [column for column in SOURCE_COLUMNS if column not in frame.columns]
-    if missing:
-        raise InputError(f"bronze/{SOURCE_TABLE} ({uri}) has no column(s) {', '.join(missing)}")
-    return frame.select(*SOURCE_COLUMNS), uri, int(version)
+    frame = delta.read_input(spark, uri, SOURCE_COLUMNS, version=version)
+    return frame, uri, int(version or 0)
 
 
 def _tasks(configured: int, amount: int, per_task: int, floor: int) -> int:

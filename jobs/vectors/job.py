@@ -40,16 +40,10 @@ XREF_TABLE = "spotify_mbid_xref"
 XREF_COLUMNS = ("spotify_id", "mbid", "match_confidence")
 
 
-def _read(spark: SparkSession, uri: str, hint: str) -> DataFrame:
-    if not delta.exists(uri):
-        raise InputError(f"{uri}: {hint}")
-    return delta.read(spark, uri)
-
-
 def read_inputs(spark: SparkSession, config: Config) -> tuple[dict[str, DataFrame], DataFrame | None]:
     warehouse = config.paths.warehouse
     bronze = {
-        name: _read(spark, delta.table_path(warehouse, "bronze", name), "run ingest first") for name in BRONZE_INPUTS
+        name: delta.read_input(spark, delta.table_path(warehouse, "bronze", name)) for name in BRONZE_INPUTS
     }
     xref_uri = delta.table_path(warehouse, "gold", XREF_TABLE)
     xref = delta.read(spark, xref_uri) if delta.exists(xref_uri) else None

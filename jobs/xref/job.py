@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 from jobs.xref import transforms
 from lib import delta
 from lib.config import Config
-from lib.errors import InputError
 from lib.log import get_logger
 from lib.schemas import conform
 
@@ -37,17 +36,10 @@ INPUTS: dict[str, tuple[str, ...]] = {
 
 def read_inputs(spark: SparkSession, config: Config) -> dict[str, DataFrame]:
     """The bronze tables, checked for existence and the columns this job reads."""
-    frames = {}
-    for table, columns in INPUTS.items():
-        uri = delta.table_path(config.paths.warehouse, "bronze", table)
-        if not delta.exists(uri):
-            raise InputError(f"{uri}: run ingest first")
-        frame = delta.read(spark, uri)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise InputError(f"bronze/{table} ({uri}) has no column(s) {', '.join(missing)}; re-run ingest")
-        frames[table] = frame.select(*columns)
-    return frames
+    return {
+        table: delta.read_input(spark, delta.table_path(config.paths.warehouse, "bronze", table), columns)
+        for table, columns in INPUTS.items()
+    }
 
 
 def build(frames: dict[str, DataFrame], settings: transforms.MatchSettings,

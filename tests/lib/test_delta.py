@@ -210,3 +210,19 @@ def test_compact_then_vacuum(spark, tmp_path):
     assert len(removed) == 5
     assert [p.name for p in Path(uri).glob("*.parquet")] == [os.path.basename(DeltaTable(uri).file_uris()[0])]
     assert sorted(r.id for r in delta.read(spark, uri).collect()) == [0, 1, 2, 3]
+
+
+def test_read_input_names_missing_tables_and_columns(spark, tmp_path, frame):
+    from lib.errors import InputError
+
+    uri = str(tmp_path / "t")
+    with pytest.raises(InputError, match=f"{uri}: run xref first"):
+        delta.read_input(spark, uri, ("id",), hint="run xref first")
+    delta.write(frame, uri)
+    delta.write(frame.where("id > 2"), uri, mode="overwrite")
+    with pytest.raises(InputError, match=r"no column\(s\) artist, genre; run ingest first"):
+        delta.read_input(spark, uri, ("id", "artist", "genre"))
+    latest = delta.read_input(spark, uri, ("name", "id"))
+    assert latest.columns == ["name", "id"]
+    assert sorted(row.id for row in latest.collect()) == [3, 4]
+    assert sorted(row.id for row in delta.read_input(spark, uri, ("id",), version=0).collect()) == [1, 2, 3, 4]
