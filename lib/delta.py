@@ -79,7 +79,7 @@ def table_path(warehouse: str, layer: str, name: str) -> str:
     return posixpath.join(warehouse.rstrip("/"), layer, name)
 
 
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow file system and path for a table location (local paths, file://, s3://, hdfs://)."""
     if "://" not in uri:
         return pafs.LocalFileSystem(), uri
@@ -315,7 +315,7 @@ class StagedWrite:
         """Delete the staged files (they are unreferenced; readers never saw them)."""
         if self.committed_version is not None:
             return
-        fs, root = _fs(self.uri)
+        fs, root = filesystem(self.uri)
         for add in self.adds:
             with contextlib.suppress(OSError):
                 fs.delete_file(posixpath.join(root, add.path))
@@ -416,7 +416,7 @@ def stage_files(plan: WritePlan, write_id: str) -> StagedWrite:
     them as add actions. Besides ``stage`` (Spark's writer), executor tasks that write files themselves
     (Arrow-native writers, quarantine side files) publish this way; make the plan before the tasks start
     so the commit is checked against the version they read."""
-    fs, root = _fs(plan.uri)
+    fs, root = filesystem(plan.uri)
     staged = StagedWrite(
         uri=plan.uri,
         mode=plan.mode,
@@ -440,7 +440,7 @@ def stage_files(plan: WritePlan, write_id: str) -> StagedWrite:
 
 
 def _drop_staging(uri: str, write_id: str) -> None:
-    fs, root = _fs(uri)
+    fs, root = filesystem(uri)
     with contextlib.suppress(OSError):
         fs.delete_dir(posixpath.join(root, STAGING_DIR, write_id))
 
@@ -652,7 +652,7 @@ def vacuum(uri: str, retention_hours: int = 168, dry_run: bool = False) -> list[
     removed = table.vacuum(
         retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False, full=True
     )
-    fs, root = _fs(uri)
+    fs, root = filesystem(uri)
     staging_root = posixpath.join(root, STAGING_DIR)
     cutoff = time.time() - retention_hours * 3600
     try:

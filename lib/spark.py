@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from lib.config import Config
 
@@ -78,3 +78,19 @@ def build_session(config: Config, app_name: str, extra_conf: Mapping[str, str] |
 def _under_spark_submit() -> bool:
     """True when a JVM gateway was launched for us by spark-submit (driver side)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def observed_counts(observation: Any, keys: Iterable[str] = ()) -> dict[str, int]:
+    """An ``Observation``'s metrics as ints (NULL → 0), ``keys`` defaulting to 0.
+
+    Spark skips the observation of a plan it proved empty (an input without files): reading it then
+    raises instead of returning metrics, and the counts are all 0."""
+    from py4j.protocol import Py4JJavaError
+
+    values = dict.fromkeys(keys, 0)
+    try:
+        observed = observation.get
+    except Py4JJavaError:
+        return values
+    values.update({key: int(value or 0) for key, value in observed.items()})
+    return values

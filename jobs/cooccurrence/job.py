@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -39,6 +38,7 @@ from lib.config import Config
 from lib.errors import JobError
 from lib.log import get_logger
 from lib.schemas import conform
+from lib.spark import observed_counts
 
 log = get_logger("cooccurrence")
 
@@ -74,16 +74,10 @@ def _tasks(configured: int, amount: int, per_task: int, floor: int) -> int:
 
 
 def _metrics(keys: tuple[str, ...], *observations: Observation) -> dict[str, int]:
-    """The observed counts ``keys``. Spark skips the observation of a plan it proved empty (an input
-    without files): its metrics are then absent, and read here as 0."""
+    """The observed counts ``keys`` (0 for an observation Spark skipped, lib.spark.observed_counts)."""
     values = dict.fromkeys(keys, 0)
     for observation in observations:
-        try:
-            observed = observation.get
-        except Py4JJavaError:
-            log.debug("observation %s was not collected (empty plan)", observation)
-            continue
-        values.update({key: int(value or 0) for key, value in observed.items()})
+        values.update(observed_counts(observation))
     return values
 
 

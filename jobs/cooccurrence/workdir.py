@@ -15,13 +15,9 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from lib.delta import filesystem
+
 MARKER = "_done.json"
-
-
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), uri
-    return pafs.FileSystem.from_uri(uri.replace("s3a://", "s3://", 1))
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -32,7 +28,7 @@ def fingerprint(settings: dict[str, Any]) -> str:
 class WorkDir:
     def __init__(self, root: str) -> None:
         self.root = root
-        self._fs, self._base = _fs(root)
+        self._fs, self._base = filesystem(root)
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)

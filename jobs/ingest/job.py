@@ -40,6 +40,7 @@ from lib.sources.sqlite import (
     unpack_zstd,
     write_ranges,
 )
+from lib.spark import observed_counts
 
 log = get_logger("ingest")
 
@@ -262,7 +263,7 @@ def _summary(run: IngestRun, rejected: dict[str, dict[str, int]], versions: list
         if rejected.get(name):
             entry["rejected"] = rejected[name]
         if name in run.observed:
-            counts = {k: int(v or 0) for k, v in run.observed[name].get.items()}
+            counts = observed_counts(run.observed[name])
             entry["noted"] = {k: v for k, v in counts.items() if v}
         tables[name] = entry
     return {

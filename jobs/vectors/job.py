@@ -32,6 +32,7 @@ from lib.config import Config
 from lib.errors import InputError, JobError
 from lib.log import get_logger
 from lib.schemas import conform
+from lib.spark import observed_counts
 
 log = get_logger("vectors")
 
@@ -115,10 +116,10 @@ def run(spark: SparkSession, config: Config) -> dict[str, Any]:
         delta.abort_all(staged)
         raise
 
-    totals = observations.pop("totals").get
+    totals = observed_counts(observations.pop("totals"))
     summary: dict[str, Any] = {
         "audio_vectors": {"rows": staged[0].rows, "version": versions[0], **totals},
-        **{name: obs.get.get("duplicates", 0) for name, obs in observations.items()},
+        **{name: observed_counts(obs, ("duplicates",))["duplicates"] for name, obs in observations.items()},
         "precomputed_similar": {
             "rows": staged[1].rows,
             "version": versions[1],

@@ -20,6 +20,7 @@ from lib import delta
 from lib.config import Config
 from lib.log import get_logger
 from lib.schemas import conform
+from lib.spark import observed_counts
 
 log = get_logger("xref")
 
@@ -76,7 +77,7 @@ def run(spark: SparkSession, config: Config) -> dict[str, Any]:
     log.info("wrote gold/%s version %d in %.1f s", OUTPUT, version, written)
     summary = summarize(delta.read(spark, uri), transforms.isrc_codes(frames["mb_isrc"]))
     summary["blocks"] = {
-        name: {k: int(v or 0) for k, v in obs.get.items()} for name, obs in observations.items()
+        name: observed_counts(obs) for name, obs in observations.items()
     }
     summary.update({"version": version, "seconds": round(time.perf_counter() - started, 1),
                     "seconds_write": round(written, 1), "settings": settings.__dict__})
