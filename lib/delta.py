@@ -406,7 +406,7 @@ def stage(
             writer = writer.partitionBy(*plan.partition_by)
         writer.parquet(staging_path(uri, write_id))
     except BaseException:
-        _drop_staging(uri, write_id)
+        drop_staging(uri, write_id)
         raise
     return stage_files(plan, write_id)
 
@@ -435,11 +435,12 @@ def stage_files(plan: WritePlan, write_id: str) -> StagedWrite:
         staged.abort()
         raise
     finally:
-        _drop_staging(plan.uri, write_id)
+        drop_staging(plan.uri, write_id)
     return staged
 
 
-def _drop_staging(uri: str, write_id: str) -> None:
+def drop_staging(uri: str, write_id: str) -> None:
+    """Remove the files of a write that will not be staged (a failed or abandoned task set)."""
     fs, root = filesystem(uri)
     with contextlib.suppress(OSError):
         fs.delete_dir(posixpath.join(root, STAGING_DIR, write_id))

@@ -3,9 +3,11 @@
 1. Preflight, before anything is written: every input is located, unpacked from .zst when needed,
    and checked (SQLite header and quick_check, required tables and columns; mbdump files and layout).
    Any problem stops the job with the file named, and no table gets a new version.
-2. Every table is read in key ranges on the executors and staged (invisible) in turn; later tables use
-   the staged rows of earlier ones to resolve rowid links (tracks need albums and artists, playlist
-   rows need tracks).
+2. Every table is read in key ranges by executor tasks that write Parquet with pyarrow (one Spark job
+   for all tables, largest ranges first). Tables that need no Spark transformation land straight in
+   their bronze staging folder; the others land under ``paths.work`` and Spark resolves their rowid
+   links with joins (tracks need albums and artists), staging the result. Playlist rows then resolve
+   their track ids while they are read, or with a Spark join when the catalog is too big for that.
 3. Everything is committed at the end, the quarantine (``bronze/_rejects``) included.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +24,10 @@ from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from jobs.ingest import sources, transforms
+from jobs.ingest.track_lookup import TrackIdLookup
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
@@ -31,14 +36,15 @@ from lib.rejects import RejectSink, counts_by_reason, split_rejects
 from lib.schemas import conform, contract
 from lib.sources import mbdump
 from lib.sources.sqlite import (
+    Landing,
+    LinkResolver,
     RangeQuery,
     RangeStats,
     check_database,
     collect_stats,
-    plan_ranges,
-    read_ranges,
+    land_ranges,
+    plan_ranges_with_rows,
     unpack_zstd,
-    write_ranges,
 )
 from lib.spark import observed_counts
 
@@ -85,17 +91,24 @@ def prepare_spotify(config: Config) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Staging helpers
+# Landing and staging
 
 
 @dataclass
 class IngestRun:
+    """One ingest: SQLite tables are landed as Parquet by executor tasks (``land``), straight into a
+    bronze table's staging folder when the rows need no Spark transformation, else into a landing folder
+    under ``paths.work`` that Spark then reads to resolve links; every result is staged, and committed
+    together at the end."""
+
     spark: SparkSession
     config: Config
     sink: RejectSink
+    landing_dir: str
     staged: dict[str, delta.StagedWrite] = field(default_factory=dict)
     read_stats: dict[str, RangeStats] = field(default_factory=dict)
     observed: dict[str, Observation] = field(default_factory=dict)
+    pending: dict[str, tuple[delta.WritePlan, str]] = field(default_factory=dict)  # bronze files being landed
 
     @property
     def stats_dir(self) -> str:
@@ -104,37 +117,50 @@ class IngestRun:
     def uri(self, table: str) -> str:
         return delta.table_path(self.config.paths.warehouse, "bronze", table)
 
-    def ranges(self, query: RangeQuery, table: str, key: str = "rowid") -> list[tuple[int, int]]:
-        return plan_ranges(query.db_path, table, key, self.config.ingest.rows_per_task)
+    def ranges(self, query: RangeQuery, table: str, key: str = "rowid") -> tuple[tuple[int, int, int], ...]:
+        return tuple(plan_ranges_with_rows(query.db_path, table, key, self.config.ingest.rows_per_task))
 
-    def read(self, query: RangeQuery, table: str, key: str = "rowid") -> DataFrame:
-        self.read_stats.setdefault(query.name, RangeStats())
-        return read_ranges(self.spark, query, self.ranges(query, table, key), self.sink, self.stats_dir)
+    def to_bronze(self, query: RangeQuery, table: str, key: str = "rowid",
+                  resolver: LinkResolver | None = None) -> Landing:
+        """Rows that go into bronze ``query.name`` as the tasks write them (pyarrow, zstd)."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        uri, write_id = self.uri(query.name), delta.new_write_id()
+        landing = Landing(query, self.ranges(query, table, key), delta.staging_path(uri, write_id), resolver)
+        _check_contract(from_arrow_schema(landing.arrow_schema), query.name)
+        self.pending[query.name] = (delta.plan_write(uri, from_arrow_schema(landing.arrow_schema), "overwrite"),
+                                    write_id)
+        return landing
+
+    def to_landing(self, query: RangeQuery, table: str, key: str = "rowid") -> Landing:
+        """Rows that Spark transforms before they become bronze (``landed`` reads them)."""
+        return Landing(query, self.ranges(query, table, key), f"{self.landing_dir}/{query.name}")
+
+    def land(self, *landings: Landing) -> None:
+        """One Spark job for all ``landings``; bronze ones are staged right after."""
+        started = time.perf_counter()
+        for landing in landings:
+            self.read_stats.setdefault(landing.query.name, RangeStats())
+        written = land_ranges(self.spark, landings, self.sink, self.stats_dir)
+        log.info("landed %s in %.1f s", ", ".join(f"{name} ({rows:,} rows)" for name, rows in written.items()),
+                 time.perf_counter() - started)
+        for landing in landings:
+            if landing.query.name in self.pending:
+                plan, write_id = self.pending.pop(landing.query.name)
+                self.staged[landing.query.name] = delta.stage_files(plan, write_id)
+
+    def landed(self, query: RangeQuery) -> DataFrame:
+        schema = query.spark_schema()
+        folder = Path(self.landing_dir) / query.name
+        if not folder.is_dir() or not any(folder.glob("*.parquet")):
+            return self.spark.createDataFrame([], schema)
+        return self.spark.read.schema(schema).parquet(str(folder))
 
     def stage(self, table: str, frame: DataFrame) -> delta.StagedWrite:
         started = time.perf_counter()
         staged = delta.stage(conform(frame, "bronze", table), self.uri(table), mode="overwrite")
         self.staged[table] = staged
         log.info("staged bronze/%s: %d rows in %.1f s", table, staged.rows, time.perf_counter() - started)
-        return staged
-
-    def stage_direct(self, query: RangeQuery, table: str) -> delta.StagedWrite:
-        """A table whose rows need no Spark transformation: pyarrow writes them in the tasks
-        (``ingest.arrow_native``), or Spark's writer does."""
-        _check_contract(query, query.name)
-        if not self.config.ingest.arrow_native:
-            return self.stage(query.name, self.read(query, table))
-        started = time.perf_counter()
-        self.read_stats.setdefault(query.name, RangeStats())
-        uri = self.uri(query.name)
-        plan = delta.plan_write(uri, query.spark_schema(), mode="overwrite")
-        write_id = delta.new_write_id()
-        write_ranges(self.spark, query, self.ranges(query, table), self.sink, self.stats_dir,
-                     delta.staging_path(uri, write_id))
-        staged = delta.stage_files(plan, write_id)
-        self.staged[query.name] = staged
-        log.info("staged bronze/%s (arrow-native): %d rows in %.1f s", query.name, staged.rows,
-                 time.perf_counter() - started)
         return staged
 
     def staged_frame(self, table: str, *columns: str) -> DataFrame:
@@ -145,14 +171,34 @@ class IngestRun:
         self.observed[name] = observation
         return frame.observe(observation, *metrics)
 
+    def discard(self) -> None:
+        """After a failure: no staged or half-landed file stays behind."""
+        delta.abort_all(self.staged.values())
+        for plan, write_id in self.pending.values():
+            delta.drop_staging(plan.uri, write_id)
+        shutil.rmtree(self.landing_dir, ignore_errors=True)
 
-def _check_contract(query: RangeQuery, table: str) -> None:
-    """Arrow-native tables skip ``conform``: their query must already list the contract first."""
+
+def alongside(spark: SparkSession, main: Callable[[], None], side: Callable[[], None]) -> None:
+    """Run two independent parts of the job at once (Spark takes jobs from several driver threads):
+    with two cores and stages that each leave some idle, the pair finishes sooner than one after the
+    other. A failure of either cancels the other's Spark jobs and is raised."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        side_done = pool.submit(side)
+        try:
+            main()
+            side_done.result()
+        except BaseException:
+            spark.sparkContext.cancelAllJobs()
+            raise
+
+
+def _check_contract(schema: StructType, table: str) -> None:
+    """Tables landed straight into bronze skip ``conform``: their rows must already list the contract first."""
     wanted = contract("bronze", table)
-    schema = query.spark_schema()
     head = [(f.name, f.dataType) for f in schema.fields[: len(wanted.fields)]]
     if head != [(f.name, f.dataType) for f in wanted.fields]:
-        raise JobError(f"query for bronze/{table} does not start with the contract columns {wanted.fieldNames()}")
+        raise JobError(f"rows for bronze/{table} do not start with the contract columns {wanted.fieldNames()}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,15 +207,41 @@ def _check_contract(query: RangeQuery, table: str) -> None:
 
 def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
     q = sources.real_queries(files)
-    run.stage_direct(q.albums, "albums")
-    artists = transforms.attach_genres(run.read(q.artists, "artists"), run.read(q.artist_genres, "artist_genres"))
-    run.stage("spotify_artists", artists)
+    tracks_landing = run.to_landing(q.tracks, "tracks")
+    # The playlist rows resolve track ids while they are read when every worker can hold the catalog
+    # (its size estimated from the planned ranges); otherwise they land with the rest and Spark joins.
+    in_task_lookup = sum(rows for _, _, rows in tracks_landing.ranges) <= run.config.ingest.in_task_lookup_max_tracks
+    run.land(
+        run.to_bronze(q.albums, "albums"),
+        run.to_landing(q.artists, "artists"),
+        run.to_landing(q.artist_genres, "artist_genres"),
+        tracks_landing,
+        run.to_landing(q.track_artists, "track_artists"),
+        run.to_bronze(q.audio_features, "track_audio_features"),
+        run.to_bronze(q.playlists, "playlists"),
+        *([] if in_task_lookup else [run.to_landing(q.playlist_tracks, "playlist_tracks", "playlist_rowid")]),
+    )
+    if not in_task_lookup:
+        stage_artists_and_tracks(run, q)
+        stage_playlist_tracks_by_join(run, q)
+        return
+    # The landed tracks are exactly the ingested ones (rows that fail the checks are quarantined while
+    # read), so the lookup need not wait for the tracks' Spark stages: both run at once and fill each
+    # other's idle cores.
+    folder = Path(tracks_landing.data_dir)
+    lookup = TrackIdLookup(str(folder), tuple(sorted(p.name for p in folder.glob("*.parquet"))))
+    alongside(run.spark,
+              lambda: run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=lookup)),
+              lambda: stage_artists_and_tracks(run, q))
 
+
+def stage_artists_and_tracks(run: IngestRun, q: sources.RealQueries) -> None:
+    run.stage("spotify_artists", transforms.attach_genres(run.landed(q.artists), run.landed(q.artist_genres)))
     links = transforms.artist_lists(
-        run.read(q.track_artists, "track_artists"), run.staged_frame("spotify_artists", "artist_rowid", "artist_id")
+        run.landed(q.track_artists), run.staged_frame("spotify_artists", "artist_rowid", "artist_id")
     )
     tracks = transforms.resolve_tracks(
-        run.read(q.tracks, "tracks"), run.staged_frame("spotify_albums", "album_rowid", "album_id"), links
+        run.landed(q.tracks), run.staged_frame("spotify_albums", "album_rowid", "album_id"), links
     )
     tracks = run.observe(
         "spotify_tracks", tracks,
@@ -181,32 +253,36 @@ def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
     tracks = tracks.where(F.col("track_id").isNotNull())
     run.stage("spotify_tracks", tracks.drop("unresolved_artists", "orphan_links", "album_rowid"))
 
-    run.stage_direct(q.audio_features, "track_audio_features")
-    run.stage_direct(q.playlists, "playlists")
+
+def stage_playlist_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
+    """For catalogs above ``ingest.in_task_lookup_max_tracks``: a Spark join on the landed rows."""
     rows = transforms.resolve_playlist_tracks(
-        run.read(q.playlist_tracks, "playlist_tracks", key="playlist_rowid"),
-        run.staged_frame("spotify_tracks", "track_rowid", "track_id"),
+        run.landed(q.playlist_tracks), run.staged_frame("spotify_tracks", "track_rowid", "track_id")
     )
     rows = split_rejects(rows, "spotify_playlist_tracks", run.sink, q.playlist_tracks.db_path,
                          ("playlist_rowid", "position"))
     rows = run.observe("spotify_playlist_tracks", rows,
-                       F.count_if(~F.col("in_catalog")).alias("tracks only as id_if_not_in_tracks_table"))
+                       F.count_if(~F.col("in_catalog")).alias(transforms.ONLY_AS_TRACK_REF))
     run.stage("spotify_playlist_tracks", rows)
 
 
 def ingest_spec(run: IngestRun, files: dict[str, Path]) -> None:
     q = sources.spec_queries(files)
-    run.stage_direct(q.albums, "albums")
-    artists = split_rejects(transforms.spec_artists(run.read(q.artists, "artists")), "spotify_artists",
+    run.land(
+        run.to_bronze(q.albums, "albums"),
+        run.to_landing(q.artists, "artists"),
+        run.to_landing(q.tracks, "tracks"),
+        run.to_bronze(q.audio_features, "audio_features"),
+        run.to_bronze(q.playlists, "playlists"),
+        run.to_landing(q.playlist_tracks, "playlist_tracks"),
+    )
+    artists = split_rejects(transforms.spec_artists(run.landed(q.artists)), "spotify_artists",
                             run.sink, q.artists.db_path, ("artist_id",))
     run.stage("spotify_artists", artists)
-    tracks = split_rejects(transforms.spec_tracks(run.read(q.tracks, "tracks")), "spotify_tracks",
+    tracks = split_rejects(transforms.spec_tracks(run.landed(q.tracks)), "spotify_tracks",
                            run.sink, q.tracks.db_path, ("track_id",))
     run.stage("spotify_tracks", tracks)
-    run.stage_direct(q.audio_features, "audio_features")
-    run.stage_direct(q.playlists, "playlists")
-    rows = transforms.spec_playlist_tracks(run.read(q.playlist_tracks, "playlist_tracks"))
-    run.stage("spotify_playlist_tracks", rows)
+    run.stage("spotify_playlist_tracks", transforms.spec_playlist_tracks(run.landed(q.playlist_tracks)))
 
 
 def ingest_musicbrainz(run: IngestRun, dump: mbdump.MbDump) -> None:
@@ -229,20 +305,25 @@ def run(spark: SparkSession, config: Config) -> dict[str, Any]:
     log.info("inputs checked in %.1f s (%s layout; mbdump isrc layout %s)",
              time.perf_counter() - started, config.paths.spotify_layout, dump.isrc_layout)
 
-    run_state = IngestRun(spark, config, RejectSink.new(config.paths.warehouse, uuid.uuid4().hex[:12]))
+    run_id = uuid.uuid4().hex[:12]
+    landing_dir = str(Path(config.paths.work).resolve() / "ingest-landing" / run_id)
+    run_state = IngestRun(spark, config, RejectSink.new(config.paths.warehouse, run_id), landing_dir)
     rejects_staged: delta.StagedWrite | None = None
     try:
-        (ingest_real if config.paths.spotify_layout == "real" else ingest_spec)(run_state, files)
-        ingest_musicbrainz(run_state, dump)
+        spotify = ingest_real if config.paths.spotify_layout == "real" else ingest_spec
+        alongside(spark, lambda: spotify(run_state, files), lambda: ingest_musicbrainz(run_state, dump))
         for name in run_state.read_stats:
             run_state.read_stats[name] = collect_stats(run_state.stats_dir, name)
         rejects_staged = run_state.sink.stage(spark, sorted({*run_state.staged, *run_state.read_stats}))
         rejected = counts_by_reason(spark, rejects_staged)
         versions = delta.commit_all([*run_state.staged.values(), rejects_staged])
     except BaseException:
-        delta.abort_all([*run_state.staged.values(), *([rejects_staged] if rejects_staged else [])])
+        run_state.discard()
+        delta.abort_all([rejects_staged] if rejects_staged else [])
         shutil.rmtree(run_state.sink.staging_dir, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(landing_dir, ignore_errors=True)
     return _summary(run_state, rejected, versions, time.perf_counter() - started)
 
 
@@ -262,9 +343,10 @@ def _summary(run: IngestRun, rejected: dict[str, dict[str, int]], versions: list
                 entry["excluded"] = stats.excluded
         if rejected.get(name):
             entry["rejected"] = rejected[name]
-        if name in run.observed:
-            counts = observed_counts(run.observed[name])
-            entry["noted"] = {k: v for k, v in counts.items() if v}
+        noted = {**(stats.noted if stats else {}),
+                 **(observed_counts(run.observed[name]) if name in run.observed else {})}
+        if any(noted.values()):
+            entry["noted"] = {k: v for k, v in noted.items() if v}
         tables[name] = entry
     return {
         "seconds": round(seconds, 1),

@@ -7,6 +7,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 REJECT = "_reject"
+DANGLING_TRACK = "track_rowid refers to no ingested track"
+ONLY_AS_TRACK_REF = "tracks only as id_if_not_in_tracks_table"
 
 
 def ordered_values(order: str, value: str) -> Column:
@@ -72,7 +74,7 @@ def resolve_playlist_tracks(rows: DataFrame, track_ids: DataFrame) -> DataFrame:
         "*",
         F.coalesce("catalog_id", "track_ref").alias("track_id"),
         F.col("catalog_id").isNotNull().alias("in_catalog"),
-        F.when(dangling, F.lit("track_rowid refers to no ingested track")).alias(REJECT),
+        F.when(dangling, F.lit(DANGLING_TRACK)).alias(REJECT),
     ).drop("catalog_id", "track_ref")
 
 

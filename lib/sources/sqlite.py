@@ -1,9 +1,10 @@
 """Reading SQLite dumps in parallel: checks, zstd unpacking, range planning and ADBC range reads.
 
 A table is read as key ranges (``rowid``, or the leading primary-key column of a ``WITHOUT ROWID``
-table). Each range is one Spark task that opens the file read-only through the ADBC SQLite driver and
-streams Arrow record batches: no per-row Python, no collect to the driver, memory bounded by the batch
-size. The file must sit on every executor's local disk or a shared mount (docs/cluster.md).
+table). Each range is one Spark task that opens the file read-only through the ADBC SQLite driver,
+streams Arrow record batches and writes them to Parquet with pyarrow (``land_ranges``): no per-row
+Python, no collect to the driver, no trip through the JVM, memory bounded by the batch size. The file
+must sit on every executor's local disk or a shared mount (docs/cluster.md).
 
 Every value is cast in SQL to its declared type, because SQLite stores whatever it is given (a
 ``tempo`` declared INTEGER holds REAL values, a REAL column may hold the text 'n/a') and the ADBC
@@ -28,14 +29,14 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lib.errors import InputError
-from lib.rejects import RejectSink
+from lib.rejects import REJECT_COLUMN, RejectSink
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Rows per Arrow batch from ADBC: larger batches read ~25% faster than the default 1024 (measured on
@@ -309,16 +310,19 @@ class RangeStats:
     kept: int = 0
     excluded: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    noted: dict[str, int] = field(default_factory=dict)  # kept rows worth a mention (see LinkResolver)
 
     def add(self, other: RangeStats) -> None:
         self.read += other.read
         self.kept += other.kept
-        for mine, theirs in ((self.excluded, other.excluded), (self.rejected, other.rejected)):
+        for mine, theirs in ((self.excluded, other.excluded), (self.rejected, other.rejected),
+                             (self.noted, other.noted)):
             for reason, count in theirs.items():
                 mine[reason] = mine.get(reason, 0) + count
 
     def to_dict(self) -> dict[str, Any]:
-        return {"read": self.read, "kept": self.kept, "excluded": self.excluded, "rejected": self.rejected}
+        return {"read": self.read, "kept": self.kept, "excluded": self.excluded, "rejected": self.rejected,
+                "noted": self.noted}
 
 
 def _count_reasons(values: pa.Array, into: dict[str, int]) -> None:
@@ -363,41 +367,70 @@ def key_bounds(db_path: str, from_clause: str, key: str) -> tuple[int, int] | No
     return None if low is None else (int(low), int(high))
 
 
-def plan_ranges(db_path: str, table: str, key: str, rows_per_task: int, samples: int = 3) -> list[tuple[int, int]]:
-    """Split ``table`` into key ranges of about ``rows_per_task`` rows each.
+def key_density(db_path: str, table: str, key: str, low: int, high: int, samples: int = 3) -> float:
+    """Rows per key value, from a few indexed counts (≈1 for rowid tables, the mean playlist length
+    for playlist_tracks), so planning costs milliseconds even on a 116 GB file."""
+    span = high - low + 1
+    window = max(1, min(span, 1000))
+    starts = sorted({low + (span - window) * i // max(1, samples - 1) for i in range(samples)})
+    with contextlib.closing(connect_readonly(db_path)) as conn:
+        counted = sum(
+            conn.execute(f"SELECT count(*) FROM {table} WHERE {key} BETWEEN ? AND ?", (start, start + window - 1)
+                         ).fetchone()[0]
+            for start in starts
+        )
+    return max(counted / (window * len(starts)), 1e-9)
 
-    Row density per key is sampled with a few indexed counts (≈1 for rowid tables, the mean playlist
-    length for playlist_tracks), so planning costs milliseconds even on a 116 GB file.
-    """
+
+def plan_ranges(db_path: str, table: str, key: str, rows_per_task: int) -> list[tuple[int, int]]:
+    """Split ``table`` into key ranges of about ``rows_per_task`` rows each."""
+    return [(low, high) for low, high, _ in plan_ranges_with_rows(db_path, table, key, rows_per_task)]
+
+
+def plan_ranges_with_rows(db_path: str, table: str, key: str, rows_per_task: int) -> list[tuple[int, int, int]]:
+    """(low, high, estimated rows) per range; the estimate orders the tasks, largest first."""
     bounds = key_bounds(db_path, table, key)
     if bounds is None:
         return []
     low, high = bounds
+    density = key_density(db_path, table, key, low, high)
     span = high - low + 1
-    window = max(1, min(span, 1000))
-    with contextlib.closing(connect_readonly(db_path)) as conn:
-        counted = 0
-        starts = sorted({low + (span - window) * i // max(1, samples - 1) for i in range(samples)})
-        for start in starts:
-            counted += conn.execute(
-                f"SELECT count(*) FROM {table} WHERE {key} BETWEEN ? AND ?", (start, start + window - 1)
-            ).fetchone()[0]
-    density = max(counted / (window * len(starts)), 1e-9)
     keys_per_task = max(1, int(rows_per_task / density))
     tasks = max(1, math.ceil(span / keys_per_task))
     step = math.ceil(span / tasks)
-    return [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
+    return [(start, min(high, start + step - 1), max(1, round((min(high, start + step - 1) - start + 1) * density)))
+            for start in range(low, high + 1, step)]
 
 
 # ----------------------------------------------------------------------------------------------
-# Distributed reads
+# Distributed reads: every range of every table is one task that writes one Parquet file
 
 
-def _ranges_frame(spark: Any, ranges: Sequence[tuple[int, int]]) -> Any:
-    """One row per range and one partition per row, so each range is its own task."""
-    rows = [(i, lo, hi) for i, (lo, hi) in enumerate(ranges)]
-    rdd = spark.sparkContext.parallelize(rows, max(1, len(rows)))
-    return spark.createDataFrame(rdd, "range_id int, lo long, hi long")
+class LinkResolver(Protocol):
+    """Resolves links inside a reading task (a lookup small enough for every worker to hold).
+
+    Called per Arrow batch of good rows; returns the batch in ``output_schema`` (the rows kept), the rows
+    that must be quarantined (dicts with ``_reject`` set to the reason) and counts worth noting."""
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema: ...
+
+    def __call__(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict[str, Any]], dict[str, int]]: ...
+
+
+@dataclass(frozen=True)
+class Landing:
+    """One query read to zstd Parquet: its key ranges and the folder its files go to. (Intermediate files
+    could use a cheaper codec, but measured on 21.7M rows none and snappy were no faster than zstd.)"""
+
+    query: RangeQuery
+    ranges: tuple[tuple[int, int, int], ...]  # (low, high, estimated rows)
+    data_dir: str
+    resolver: LinkResolver | None = None
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        schema = self.query.arrow_schema()
+        return self.resolver.output_schema(schema) if self.resolver else schema
 
 
 def _write_stats(stats_dir: str, name: str, range_id: int, stats: RangeStats) -> None:
@@ -418,15 +451,25 @@ def collect_stats(stats_dir: str, name: str) -> RangeStats:
         if entry.startswith(f"{name}-r") and entry.endswith(".json"):
             with open(posixpath.join(stats_dir, entry)) as handle:
                 data = json.load(handle)
-            total.add(RangeStats(data["read"], data["kept"], data["excluded"], data["rejected"]))
+            total.add(RangeStats(data["read"], data["kept"], data["excluded"], data["rejected"],
+                                 data.get("noted", {})))
     return total
 
 
-def _run_range(query: RangeQuery, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int
+def _run_range(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int
                ) -> Iterator[pa.RecordBatch]:
+    query, resolver = landing.query, landing.resolver
     total = RangeStats()
     rejected: list[dict[str, Any]] = []
     for good, bad, stats in read_range(query, low, high):
+        if resolver is not None:
+            good, unresolved, noted = resolver(good)
+            stats.kept -= len(unresolved)
+            for row in unresolved:
+                stats.rejected[row[REJECT_COLUMN]] = stats.rejected.get(row[REJECT_COLUMN], 0) + 1
+            for what, count in noted.items():
+                stats.noted[what] = stats.noted.get(what, 0) + count
+            bad = [*bad, *unresolved]
         total.add(stats)
         rejected.extend(bad)
         if good.num_rows:
@@ -435,43 +478,54 @@ def _run_range(query: RangeQuery, sink: RejectSink, stats_dir: str, range_id: in
     _write_stats(stats_dir, query.name, range_id, total)
 
 
-def read_ranges(spark: Any, query: RangeQuery, ranges: Sequence[tuple[int, int]], sink: RejectSink,
-                stats_dir: str) -> Any:
-    """A DataFrame of the query's good rows, read range by range on the executors."""
-    schema = query.spark_schema()
-    if not ranges:
-        return spark.createDataFrame([], schema)
+def _land_one(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int) -> int:
+    """Write one range to ``part-r<range>.parquet`` (a retried task overwrites its own file); a range
+    without rows leaves no file."""
+    os.makedirs(landing.data_dir, exist_ok=True)
+    target = posixpath.join(landing.data_dir, f"part-r{range_id:06d}.parquet")
+    temp = f"{target}.{uuid.uuid4().hex[:6]}.tmp"
+    rows = 0
+    try:
+        with pq.ParquetWriter(temp, landing.arrow_schema, compression="zstd") as writer:
+            for good in _run_range(landing, sink, stats_dir, range_id, low, high):
+                writer.write_batch(good)
+                rows += good.num_rows
+        if rows:
+            os.replace(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return rows
 
-    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+
+def land_ranges(spark: Any, landings: Sequence[Landing], sink: RejectSink, stats_dir: str) -> dict[str, int]:
+    """Read every range of every landing in one Spark job and write it to Parquet with pyarrow.
+
+    Spark only schedules: one task per range, largest first so the last tasks are short and the cores
+    stay busy (tables of very different sizes share the job, so a one-range table does not hold a core
+    alone). The SQLite → Arrow → Parquet path keeps the rows out of the JVM entirely. Rejected rows go
+    to ``sink``, counts to ``stats_dir``; returns rows written per query name.
+    """
+    work = [
+        (rows, index, range_id, low, high)
+        for index, landing in enumerate(landings)
+        for range_id, (low, high, rows) in enumerate(landing.ranges)
+    ]
+    if not work:
+        return {}
+    work.sort(key=lambda item: -item[0])
+    tasks = [(index, range_id, low, high) for _, index, range_id, low, high in work]
+
+    def land(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for range_id, low, high in zip(*(batch.column(i).to_pylist() for i in range(3))):
-                yield from _run_range(query, sink, stats_dir, range_id, low, high)
+            for index, range_id, low, high in zip(*(batch.column(i).to_pylist() for i in range(4))):
+                rows = _land_one(landings[index], sink, stats_dir, range_id, low, high)
+                yield pa.RecordBatch.from_pydict({"landing": [index], "rows": [rows]},
+                                                 schema=pa.schema([("landing", pa.int32()), ("rows", pa.int64())]))
 
-    return _ranges_frame(spark, ranges).mapInArrow(read, schema)
-
-
-def write_ranges(spark: Any, query: RangeQuery, ranges: Sequence[tuple[int, int]], sink: RejectSink,
-                 stats_dir: str, data_dir: str) -> int:
-    """Arrow-native path: each task writes its range straight to a Parquet file in ``data_dir`` with
-    pyarrow; Spark only schedules the ranges. For tables that need no Spark transformation on the way
-    in. Returns the rows written; the caller stages ``data_dir`` as a Delta write."""
-    if not ranges:
-        return 0
-    schema = query.arrow_schema()
-
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for range_id, low, high in zip(*(batch.column(i).to_pylist() for i in range(3))):
-                os.makedirs(data_dir, exist_ok=True)
-                target = posixpath.join(data_dir, f"part-r{range_id:06d}.parquet")
-                temp = f"{target}.{uuid.uuid4().hex[:6]}.tmp"
-                rows = 0
-                with pq.ParquetWriter(temp, schema, compression="zstd") as writer:
-                    for good in _run_range(query, sink, stats_dir, range_id, low, high):
-                        writer.write_batch(good)
-                        rows += good.num_rows
-                os.replace(temp, target)
-                yield pa.RecordBatch.from_pydict({"rows": [rows]}, schema=pa.schema([("rows", pa.int64())]))
-
-    written = _ranges_frame(spark, ranges).mapInArrow(write, "rows long").agg({"rows": "sum"}).first()[0]
-    return int(written or 0)
+    rdd = spark.sparkContext.parallelize(tasks, len(tasks))
+    frame = spark.createDataFrame(rdd, "landing int, range_id int, lo long, hi long")
+    written = {landing.query.name: 0 for landing in landings}
+    for row in frame.mapInArrow(land, "landing int, rows long").groupBy("landing").sum("rows").collect():
+        written[landings[row[0]].query.name] += int(row[1])
+    return written

@@ -50,6 +50,39 @@ def test_resolve_playlist_tracks(spark):
     assert out[3][2] == "track_rowid refers to no ingested track"
 
 
+def test_in_task_track_lookup_agrees_with_the_spark_join(spark, tmp_path):
+    """TrackIdLookup (playlist rows resolved while read) against resolve_playlist_tracks (Spark join),
+    over gaps in the rowids, rowids below and above the catalog, NULL rowids and fallback ids."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.ingest.track_lookup import TrackIdLookup
+
+    catalog = pa.table({"track_rowid": pa.array([5, 7, 8, 12], pa.int64()), "track_id": ["T5", "T7", "T8", "T12"]})
+    pq.write_table(catalog, tmp_path / "part-0.parquet")
+    when = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    batch = pa.RecordBatch.from_pydict({
+        "playlist_id": ["P"] * 7, "position": pa.array(range(7), pa.int32()),
+        "track_rowid": pa.array([7, None, 6, 12, 1, 99, 5], pa.int64()),
+        "track_ref": [None, "GHOST", "FALLBACK", None, None, None, None],
+        "added_at": pa.array([when] * 7, pa.timestamp("us", tz="UTC")),
+        "playlist_rowid": pa.array([1] * 7, pa.int64()),
+    })
+    kept, rejected, noted = TrackIdLookup(str(tmp_path), ("part-0.parquet",))(batch)
+
+    joined = T.resolve_playlist_tracks(spark.createDataFrame(batch.to_pandas()), spark.createDataFrame(
+        catalog.to_pandas())).collect()
+    expected_kept = {r.position: (r.track_id, r.in_catalog) for r in joined if r._reject is None}
+    assert {p: (t, c) for p, t, c in zip(*(kept.column(n).to_pylist() for n in ("position", "track_id", "in_catalog")))
+            } == expected_kept == {0: ("T7", True), 1: ("GHOST", False), 3: ("T12", True), 6: ("T5", True)}
+    assert {r["position"]: r["_reject"] for r in rejected} == {r.position: r._reject for r in joined if r._reject}
+    assert sorted(r["position"] for r in rejected) == [2, 4, 5]
+    assert noted == {T.ONLY_AS_TRACK_REF: 1}
+    assert kept.schema.names[:4] == ["playlist_id", "position", "track_id", "added_at"]
+
+
 def test_spec_json_arrays(spark):
     tracks = spark.createDataFrame(
         [("a", '["X","Y"]'), ("b", None), ("c", "not json"), ("d", "")], "track_id string, artist_ids_json string"

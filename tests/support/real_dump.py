@@ -142,7 +142,7 @@ def build_real_dump(folder: Path) -> Expected:
              f"USAAA21{rid:05d}", rid % 100, _duration_ms(row["length"]), rid % 2),
         )
         clean.executemany("INSERT INTO track_artists VALUES (?, ?)", [(rid, artist_rowid[a]) for a in artists])
-    # Malformed tracks, referenced by no playlist: popularity out of range, id too short.
+    # Malformed tracks (quarantined), one referenced by a playlist row: popularity out of range, id too short.
     bad_popularity = len(track_rowid) + 1
     clean.execute("INSERT INTO tracks (rowid, id, name, popularity) VALUES (?, '7zzzzzzzzzzzzzzzzzzzzz', 'x', 150)",
                   (bad_popularity,))
@@ -176,7 +176,7 @@ def build_real_dump(folder: Path) -> Expected:
     for row in rows:
         by_playlist.setdefault(row["playlist_id"], []).append(row)
     for prow, (playlist_id, entries) in enumerate(by_playlist.items(), start=1):
-        extra = 4 if prow == 1 else 0
+        extra = 6 if prow == 1 else 0
         playlists.execute(
             "INSERT INTO playlists VALUES (?, ?, 'snap', 0, ?, 'desc', 0, 1, NULL, 'spotify', 'Spotify', 1000, ?)",
             (prow, playlist_id, entries[0]["playlist_name"], len(entries) + extra),
@@ -199,12 +199,15 @@ def build_real_dump(folder: Path) -> Expected:
                     (prow, n + 1, 0, None, None, 1, "my file.mp3"),  # a local file
                     (prow, n + 2, 0, None, GHOST_ID, 0, None),  # a track only known by id
                     (prow, n + 3, 0, None, None, 0, None),  # nothing to resolve
+                    (prow, n + 4, 0, bad_popularity, None, 0, None),  # a quarantined track
+                    (prow, n + 5, 0, 10**6, None, 0, None),  # a track row that does not exist
                 ],
             )
             ordered.append(GHOST_ID)
         expected.playlist_tracks[playlist_id] = ordered
     expected.excluded["spotify_playlist_tracks"] = 2
-    expected.rejected["spotify_playlist_tracks"] = {"neither track_rowid nor id_if_not_in_tracks_table"}
+    expected.rejected["spotify_playlist_tracks"] = {
+        "neither track_rowid nor id_if_not_in_tracks_table", "track_rowid refers to no ingested track"}
     for conn in conns.values():
         conn.commit()
         conn.close()
@@ -264,7 +267,8 @@ def build_spec_dump(real_folder: Path, folder: Path) -> None:
                 "SELECT rowid, id, name, album_rowid, disc_number, track_number, duration_ms, explicit,"
                 " external_id_isrc, popularity FROM tracks WHERE popularity BETWEEN 0 AND 100 AND length(id) = 22")
         ])
-    track_ids = dict(clean.execute("SELECT rowid, id FROM tracks"))
+    track_ids = dict(clean.execute(
+        "SELECT rowid, id FROM tracks WHERE popularity BETWEEN 0 AND 100 AND length(id) = 22"))
     clean.close()
     features = sqlite3.connect(real_folder / REAL_NAMES["features"])
     with sqlite3.connect(folder / "spotify_audio_features.db") as out:
@@ -284,6 +288,8 @@ def build_spec_dump(real_folder: Path, folder: Path) -> None:
             " WHERE is_episode = 0 AND is_local = 0 AND (track_rowid IS NOT NULL OR id_if_not_in_tracks_table"
             " IS NOT NULL) ORDER BY playlist_rowid, position"
         ):
+            if track is not None and track not in track_ids:
+                continue  # the real layout quarantines rows of tracks it did not ingest
             when = None if not added else "2020-09-13T12:26:40Z"
             out.execute("INSERT OR IGNORE INTO playlist_tracks VALUES (?, ?, ?, ?)",
                         (playlist_ids[prow], track_ids.get(track, ref), position, when))
