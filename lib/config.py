@@ -96,8 +96,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "rows_per_task": _i(500_000, "rows each SQLite range task reads", minimum=1),
         "quick_check": _b(True, "run SQLite's PRAGMA quick_check on every input before reading"),
         "in_task_lookup_max_tracks": _i(
-            20_000_000, "playlist rows resolve track_rowid inside the reading tasks up to this many catalog tracks "
-            "(each Python worker holds ~35 bytes per track); above it, a Spark join", minimum=0),
+            20_000_000, "tracks and playlist rows resolve their rowid links inside the reading tasks up to this "
+            "many catalog tracks (each Python worker holds ~35 bytes per track); above it, Spark joins", minimum=0),
     },
     "cooccurrence": {
         "min_playlist_size": _i(5, "smallest qualifying playlist (distinct tracks)", minimum=1),

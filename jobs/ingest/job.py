@@ -4,10 +4,10 @@
    and checked (SQLite header and quick_check, required tables and columns; mbdump files and layout).
    Any problem stops the job with the file named, and no table gets a new version.
 2. Every table is read in key ranges by executor tasks that write Parquet with pyarrow (one Spark job
-   for all tables, largest ranges first). Tables that need no Spark transformation land straight in
-   their bronze staging folder; the others land under ``paths.work`` and Spark resolves their rowid
-   links with joins (tracks need albums and artists), staging the result. Playlist rows then resolve
-   their track ids while they are read, or with a Spark join when the catalog is too big for that.
+   per group of tables, largest ranges first). Tables that need no Spark transformation land straight
+   in their bronze staging folder. Tracks (album, artists) and playlist rows (track) resolve their rowid
+   links while they are read, from per-worker copies of the ingested ids (track_lookup.py), or, for a
+   catalog too big for that, land under ``paths.work`` and Spark resolves them with joins.
 3. Everything is committed at the end, the quarantine (``bronze/_rejects``) included.
 """
 
@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.ingest import sources, transforms
-from jobs.ingest.track_lookup import TrackIdLookup
+from jobs.ingest.track_lookup import ID_PAIRS, ParquetFiles, TrackAssembly, TrackIdLookup
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
@@ -109,6 +109,7 @@ class IngestRun:
     read_stats: dict[str, RangeStats] = field(default_factory=dict)
     observed: dict[str, Observation] = field(default_factory=dict)
     pending: dict[str, tuple[delta.WritePlan, str]] = field(default_factory=dict)  # bronze files being landed
+    noted: dict[str, dict[str, int]] = field(default_factory=dict)  # counts found outside the tasks
 
     @property
     def stats_dir(self) -> str:
@@ -207,36 +208,44 @@ def _check_contract(schema: StructType, table: str) -> None:
 
 def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
     q = sources.real_queries(files)
-    tracks_landing = run.to_landing(q.tracks, "tracks")
-    # The playlist rows resolve track ids while they are read when every worker can hold the catalog
-    # (its size estimated from the planned ranges); otherwise they land with the rest and Spark joins.
-    in_task_lookup = sum(rows for _, _, rows in tracks_landing.ranges) <= run.config.ingest.in_task_lookup_max_tracks
-    run.land(
-        run.to_bronze(q.albums, "albums"),
-        run.to_landing(q.artists, "artists"),
-        run.to_landing(q.artist_genres, "artist_genres"),
-        tracks_landing,
-        run.to_landing(q.track_artists, "track_artists"),
-        run.to_bronze(q.audio_features, "track_audio_features"),
-        run.to_bronze(q.playlists, "playlists"),
-        *([] if in_task_lookup else [run.to_landing(q.playlist_tracks, "playlist_tracks", "playlist_rowid")]),
-    )
-    if not in_task_lookup:
-        stage_artists_and_tracks(run, q)
+    link_free = (run.to_bronze(q.albums, "albums"), run.to_bronze(q.audio_features, "track_audio_features"),
+                 run.to_bronze(q.playlists, "playlists"))
+    linked = (run.to_landing(q.artists, "artists"), run.to_landing(q.artist_genres, "artist_genres"),
+              run.to_landing(q.track_artists, "track_artists"))
+    # Tracks and playlist rows resolve their links while they are read when every worker can hold the
+    # catalog (its size estimated from the planned ranges); otherwise they land and Spark joins them.
+    planned_tracks = sum(rows for _, _, rows in run.ranges(q.tracks, "tracks"))
+    if planned_tracks > run.config.ingest.in_task_lookup_max_tracks:
+        run.land(*link_free, *linked, run.to_landing(q.tracks, "tracks"),
+                 run.to_landing(q.playlist_tracks, "playlist_tracks", "playlist_rowid"))
+        stage_artists(run, q)
+        stage_tracks_by_join(run, q)
         stage_playlist_tracks_by_join(run, q)
         return
-    # The landed tracks are exactly the ingested ones (rows that fail the checks are quarantined while
-    # read), so the lookup need not wait for the tracks' Spark stages: both run at once and fill each
-    # other's idle cores.
-    folder = Path(tracks_landing.data_dir)
-    lookup = TrackIdLookup(str(folder), tuple(sorted(p.name for p in folder.glob("*.parquet"))))
-    alongside(run.spark,
-              lambda: run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=lookup)),
-              lambda: stage_artists_and_tracks(run, q))
+    run.land(*link_free, *linked)
+
+    def resolve_while_reading() -> None:
+        landed = {query.name: ParquetFiles.landed(f"{run.landing_dir}/{query.name}")
+                  for query in (q.artists, q.track_artists)}
+        # The landed artists are exactly the ingested ones: rows that fail the checks are quarantined
+        # while read, so the tracks need not wait for the artists' Spark stage.
+        assembly = TrackAssembly(ParquetFiles.staged(run.staged["spotify_albums"]), landed[q.artists.name],
+                                 landed[q.track_artists.name])
+        run.land(run.to_bronze(q.tracks, "tracks", resolver=assembly))
+        tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
+        ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
+        run.noted["spotify_tracks"] = assembly.load()[2].orphans(ingested)
+        run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
+
+    alongside(run.spark, resolve_while_reading, lambda: stage_artists(run, q))
 
 
-def stage_artists_and_tracks(run: IngestRun, q: sources.RealQueries) -> None:
+def stage_artists(run: IngestRun, q: sources.RealQueries) -> None:
     run.stage("spotify_artists", transforms.attach_genres(run.landed(q.artists), run.landed(q.artist_genres)))
+
+
+def stage_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
+    """For catalogs above ``ingest.in_task_lookup_max_tracks``: Spark joins on the landed rows."""
     links = transforms.artist_lists(
         run.landed(q.track_artists), run.staged_frame("spotify_artists", "artist_rowid", "artist_id")
     )
@@ -245,10 +254,9 @@ def stage_artists_and_tracks(run: IngestRun, q: sources.RealQueries) -> None:
     )
     tracks = run.observe(
         "spotify_tracks", tracks,
-        F.sum("unresolved_artists").alias("artist links to no ingested artist"),
-        F.sum("orphan_links").alias("artist links of no ingested track"),
-        F.count_if(F.col("album_rowid").isNotNull() & F.col("album_id").isNull()).alias(
-            "album_rowid to no ingested album"),
+        F.sum("unresolved_artists").alias(transforms.ARTISTS_UNRESOLVED),
+        F.sum("orphan_links").alias(transforms.LINKS_ORPHANED),
+        F.count_if(F.col("album_rowid").isNotNull() & F.col("album_id").isNull()).alias(transforms.ALBUM_UNRESOLVED),
     )
     tracks = tracks.where(F.col("track_id").isNotNull())
     run.stage("spotify_tracks", tracks.drop("unresolved_artists", "orphan_links", "album_rowid"))
@@ -343,8 +351,11 @@ def _summary(run: IngestRun, rejected: dict[str, dict[str, int]], versions: list
                 entry["excluded"] = stats.excluded
         if rejected.get(name):
             entry["rejected"] = rejected[name]
-        noted = {**(stats.noted if stats else {}),
-                 **(observed_counts(run.observed[name]) if name in run.observed else {})}
+        noted: dict[str, int] = {}
+        for counts in (stats.noted if stats else {}, run.noted.get(name, {}),
+                       observed_counts(run.observed[name]) if name in run.observed else {}):
+            for what, count in counts.items():
+                noted[what] = noted.get(what, 0) + count
         if any(noted.values()):
             entry["noted"] = {k: v for k, v in noted.items() if v}
         tables[name] = entry

@@ -1,18 +1,19 @@
-"""Resolving playlist rows' ``track_rowid`` inside the reading tasks, when the catalog is small enough.
+"""Resolving the release's rowid links inside the reading tasks, when the catalog is small enough.
 
-The release links ``playlist_tracks.track_rowid`` to ``tracks.rowid``. For a catalog of a few million
-tracks every Python worker can hold the ``(track_rowid, track_id)`` pairs of the landed tracks as a
-dense array (~35 bytes per track), and the playlist rows are resolved by array lookups while they are
-read: no second pass over the largest table, no shuffle. Above ``ingest.in_task_lookup_max_tracks`` (the
-release's 256M tracks) ingest lands the rows first and resolves them with a Spark join
-(``transforms.resolve_playlist_tracks``); both give the same rows, the same quarantine and the same
-counts.
+Tracks link to albums (``album_rowid``) and artists (``track_artists``); playlist rows link to tracks
+(``track_rowid``). For a catalog of a few million tracks every Python worker can hold the ingested
+rows' ``(rowid, id)`` pairs as dense arrays (~35 bytes per track) and the artist links grouped by
+track, so the tracks and the playlist rows are resolved by array lookups while they are read: no
+second pass, no shuffle. Above ``ingest.in_task_lookup_max_tracks`` (the release's 256M tracks) the
+rows land first and Spark joins them (``transforms.resolve_tracks``, ``resolve_playlist_tracks``);
+both paths give the same rows, quarantine and counts (tests/jobs/test_ingest.py).
 """
 
 from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,20 +21,100 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.ingest.transforms import DANGLING_TRACK, ONLY_AS_TRACK_REF
+from jobs.ingest.transforms import (
+    ALBUM_UNRESOLVED,
+    ARTISTS_UNRESOLVED,
+    DANGLING_TRACK,
+    LINKS_ORPHANED,
+    ONLY_AS_TRACK_REF,
+)
 from lib import delta
 from lib.rejects import REJECT_COLUMN
 
-# One lookup per worker process, reused by every task of the run (Python workers are reused).
-_LOADED: dict[tuple[str, ...], tuple[int, np.ndarray, pa.Array]] = {}
+# What a worker process has loaded, reused by every task of the run (Python workers are reused).
+_LOADED: dict[Any, Any] = {}
+
+
+@dataclass(frozen=True)
+class ParquetFiles:
+    """Parquet files of a landed or staged table, readable from any executor."""
+
+    folder: str
+    files: tuple[str, ...]  # relative to ``folder``
+
+    @classmethod
+    def landed(cls, folder: str) -> ParquetFiles:
+        return cls(folder, tuple(sorted(p.name for p in Path(folder).glob("*.parquet"))))
+
+    @classmethod
+    def staged(cls, staged: delta.StagedWrite) -> ParquetFiles:
+        return cls(staged.uri, tuple(add.path for add in staged.adds))
+
+    def read(self, schema: pa.Schema) -> pa.Table:
+        if not self.files:
+            return schema.empty_table()
+        fs, root = delta.filesystem(self.folder)
+        paths = [posixpath.join(root, f) for f in self.files]
+        return pq.read_table(paths, columns=schema.names, filesystem=fs).cast(schema)
+
+
+def _cached(key: Any, load: Any) -> Any:
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load()
+    return _LOADED[key]
+
+
+@dataclass(frozen=True)
+class DenseIndex:
+    """rowid → row position by array index (rowids of one table are dense integers)."""
+
+    low: int
+    positions: np.ndarray
+
+    @classmethod
+    def of(cls, rowids: np.ndarray) -> DenseIndex:
+        if len(rowids) == 0:
+            return cls(0, np.full(0, -1, dtype=np.int64))
+        low = int(rowids.min())
+        positions = np.full(int(rowids.max()) - low + 1, -1, dtype=np.int64)
+        positions[rowids - low] = np.arange(len(rowids))
+        return cls(low, positions)
+
+    def find(self, keys: pa.Array) -> np.ndarray:
+        """Position of each key, -1 where the key is NULL or not indexed."""
+        offsets = pc.fill_null(keys, self.low - 1).to_numpy(zero_copy_only=False).astype(np.int64) - self.low
+        inside = (offsets >= 0) & (offsets < len(self.positions))
+        found = np.full(len(offsets), -1, dtype=np.int64)
+        found[inside] = self.positions[offsets[inside]]
+        return found
+
+
+def _ids(table: pa.Table, rowid: str, ident: str) -> tuple[DenseIndex, pa.Array]:
+    return DenseIndex.of(table.column(rowid).to_numpy()), table.column(ident).combine_chunks()
+
+
+def _take(ids: pa.Array, found: np.ndarray) -> pa.Array:
+    return ids.take(pa.array(found, mask=found < 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Playlist rows
+
+
+ID_PAIRS = {
+    "track": pa.schema([("track_rowid", pa.int64()), ("track_id", pa.string())]),
+    "album": pa.schema([("album_rowid", pa.int64()), ("album_id", pa.string())]),
+    "artist": pa.schema([("artist_rowid", pa.int64()), ("artist_id", pa.string())]),
+}
+LINKS = pa.schema([("track_rowid", pa.int64()), ("artist_rowid", pa.int64()), ("link_order", pa.int64())])
 
 
 @dataclass(frozen=True)
 class TrackIdLookup:
     """A ``LinkResolver`` (lib.sources.sqlite) for the playlist_tracks range query."""
 
-    folder: str  # the landed tracks (the rows ingest keeps: track_rowid, track_id, ...)
-    files: tuple[str, ...]  # their Parquet files, relative to ``folder``
+    tracks: ParquetFiles  # the ingested tracks (track_rowid, track_id, ...)
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         """The Spark path's column order: contract columns first, then the extras."""
@@ -43,36 +124,12 @@ class TrackIdLookup:
             pa.field("in_catalog", pa.bool_()),
         ])
 
-    def _load(self) -> tuple[int, np.ndarray, pa.Array]:
-        key = (self.folder, *self.files)
-        if key not in _LOADED:
-            _LOADED.clear()
-            fs, root = delta.filesystem(self.folder)
-            paths = [posixpath.join(root, f) for f in self.files]
-            table = pq.read_table(paths, columns=["track_rowid", "track_id"], filesystem=fs) if paths else None
-            if table is None or table.num_rows == 0:
-                _LOADED[key] = (0, np.full(0, -1, dtype=np.int64), pa.array([], pa.string()))
-            else:
-                rowids = table.column("track_rowid").to_numpy()
-                low = int(rowids.min())
-                positions = np.full(int(rowids.max()) - low + 1, -1, dtype=np.int64)
-                positions[rowids - low] = np.arange(len(rowids))
-                _LOADED[key] = (low, positions, table.column("track_id").combine_chunks())
-        return _LOADED[key]
-
     def __call__(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict[str, Any]], dict[str, int]]:
-        low, positions, ids = self._load()
+        index, ids = _cached(self, lambda: _ids(self.tracks.read(ID_PAIRS["track"]), "track_rowid", "track_id"))
         rowid = batch.column("track_rowid")
-        offsets = rowid.to_numpy(zero_copy_only=False) if rowid.null_count == 0 else \
-            pc.fill_null(rowid, low - 1).to_numpy()
-        offsets = offsets - low
-        inside = (offsets >= 0) & (offsets < len(positions))
-        found = np.full(len(offsets), -1, dtype=np.int64)
-        found[inside] = positions[offsets[inside]]
-        hit = found >= 0
-        catalog_id = ids.take(pa.array(found, mask=~hit))
-        track_id = pc.coalesce(catalog_id, batch.column("track_ref"))
-        in_catalog = pa.array(hit)
+        found = index.find(rowid)
+        track_id = pc.coalesce(_take(ids, found), batch.column("track_ref"))
+        in_catalog = pa.array(found >= 0)
         dangling = pc.and_(pc.is_valid(rowid), pc.invert(in_catalog))
         resolved = pa.RecordBatch.from_arrays(
             [batch.column("playlist_id"), batch.column("position"), track_id, batch.column("added_at"),
@@ -83,6 +140,103 @@ class TrackIdLookup:
         if pc.any(dangling).as_py():
             rejected = [{**row, REJECT_COLUMN: DANGLING_TRACK} for row in resolved.filter(dangling).to_pylist()]
             resolved = resolved.filter(pc.invert(dangling))
-        only_as_ref = resolved.num_rows - pc.sum(resolved.column("in_catalog").cast(pa.int64())).as_py() \
-            if resolved.num_rows else 0
-        return resolved, rejected, {ONLY_AS_TRACK_REF: int(only_as_ref)}
+        only_as_ref = int(np.count_nonzero(~resolved.column("in_catalog").to_numpy(zero_copy_only=False)))
+        return resolved, rejected, {ONLY_AS_TRACK_REF: only_as_ref}
+
+
+# ----------------------------------------------------------------------------------------------
+# Tracks
+
+
+@dataclass(frozen=True)
+class ArtistLinks:
+    """The artist links grouped by track: for the sorted distinct ``tracks`` of the links, the resolved
+    artist ids in link order (``values`` sliced by ``offsets``) and the count of links to no ingested
+    artist."""
+
+    tracks: np.ndarray
+    offsets: np.ndarray
+    values: pa.Array
+    unresolved: np.ndarray
+
+    @classmethod
+    def load(cls, links: ParquetFiles, artists: ParquetFiles) -> ArtistLinks:
+        table = links.read(LINKS)
+        index, artist_ids = _ids(artists.read(ID_PAIRS["artist"]), "artist_rowid", "artist_id")
+        track = table.column("track_rowid").to_numpy()
+        order = np.lexsort((table.column("link_order").to_numpy(), track))
+        track = track[order]
+        artist = index.find(table.column("artist_rowid").take(pa.array(order)))
+        tracks, group = np.unique(track, return_inverse=True)
+        resolved = artist >= 0
+        counts = np.bincount(group[resolved], minlength=len(tracks))
+        return cls(
+            tracks=tracks,
+            offsets=np.concatenate([[0], np.cumsum(counts)]),
+            values=artist_ids.take(pa.array(artist[resolved])),
+            unresolved=np.bincount(group[~resolved], minlength=len(tracks)),
+        )
+
+    def groups(self, track_rowid: np.ndarray) -> np.ndarray:
+        """Group of each track, -1 for a track without links."""
+        group = np.searchsorted(self.tracks, track_rowid)
+        inside = group < len(self.tracks)
+        hit = np.zeros(len(track_rowid), dtype=bool)
+        hit[inside] = self.tracks[group[inside]] == track_rowid[inside]
+        return np.where(hit, group, -1)
+
+    def lists(self, group: np.ndarray) -> pa.Array:
+        """One list of artist ids per group (empty for -1)."""
+        has = group >= 0
+        starts = np.where(has, self.offsets[np.maximum(group, 0)], 0)
+        lengths = np.where(has, self.offsets[np.maximum(group, 0) + 1] - starts, 0)
+        list_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        take = np.repeat(starts - list_offsets[:-1], lengths) + np.arange(list_offsets[-1])
+        return pa.ListArray.from_arrays(pa.array(list_offsets), self.values.take(pa.array(take, pa.int64())))
+
+    def orphans(self, ingested_tracks: np.ndarray) -> dict[str, int]:
+        """Counts for the link groups of tracks that were not ingested (quarantined or missing)."""
+        orphan = ~np.isin(self.tracks, ingested_tracks)
+        resolved = np.diff(self.offsets)
+        return {LINKS_ORPHANED: int(resolved[orphan].sum()), ARTISTS_UNRESOLVED: int(self.unresolved[orphan].sum())}
+
+
+TRACK_EXTRAS = ("track_rowid",)
+
+
+@dataclass(frozen=True)
+class TrackAssembly:
+    """A ``LinkResolver`` for the tracks range query: album_id and the ordered artist_ids."""
+
+    albums: ParquetFiles  # the ingested albums (album_rowid, album_id, ...)
+    artists: ParquetFiles  # the ingested artists (artist_rowid, artist_id, ...)
+    links: ParquetFiles  # the landed track_artists
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        fields = [schema.field(n) for n in schema.names if n != "album_rowid" and n not in TRACK_EXTRAS]
+        fields.insert(2, pa.field("album_id", pa.string()))
+        fields.insert(3, pa.field("artist_ids", pa.list_(pa.string())))
+        return pa.schema([*fields, *(schema.field(n) for n in TRACK_EXTRAS)])
+
+    def load(self) -> tuple[DenseIndex, pa.Array, ArtistLinks]:
+        def build() -> tuple[DenseIndex, pa.Array, ArtistLinks]:
+            album_index, album_ids = _ids(self.albums.read(ID_PAIRS["album"]), "album_rowid", "album_id")
+            return album_index, album_ids, ArtistLinks.load(self.links, self.artists)
+
+        return _cached(self, build)
+
+    def __call__(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict[str, Any]], dict[str, int]]:
+        album_index, album_ids, links = self.load()
+        album_rowid = batch.column("album_rowid")
+        album_id = _take(album_ids, album_index.find(album_rowid))
+        group = links.groups(batch.column("track_rowid").to_numpy(zero_copy_only=False))
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["album_id"] = album_id
+        columns["artist_ids"] = links.lists(group)
+        schema = self.output_schema(batch.schema)
+        resolved = pa.RecordBatch.from_arrays([columns[n] for n in schema.names], schema=schema)
+        noted = {
+            ARTISTS_UNRESOLVED: int(links.unresolved[group[group >= 0]].sum()),
+            ALBUM_UNRESOLVED: int(pc.sum(pc.and_(pc.is_valid(album_rowid), pc.is_null(album_id))).as_py() or 0),
+        }
+        return resolved, [], noted

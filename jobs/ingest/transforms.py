@@ -9,6 +9,10 @@ from pyspark.sql import functions as F
 REJECT = "_reject"
 DANGLING_TRACK = "track_rowid refers to no ingested track"
 ONLY_AS_TRACK_REF = "tracks only as id_if_not_in_tracks_table"
+# Counts noted (not quarantined) while resolving the tracks' links.
+ARTISTS_UNRESOLVED = "artist links to no ingested artist"
+LINKS_ORPHANED = "artist links of no ingested track"
+ALBUM_UNRESOLVED = "album_rowid to no ingested album"
 
 
 def ordered_values(order: str, value: str) -> Column:

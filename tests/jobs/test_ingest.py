@@ -135,21 +135,21 @@ def test_zst_input_gives_identical_bronze(spark, config, tmp_path, real_ingest):
     assert unpacked.stat().st_mtime_ns == before
 
 
-def test_spark_join_path_gives_the_same_playlist_rows_quarantine_and_counts(spark, config, tmp_path, real_ingest):
-    """A catalog too big for the in-task lookup lands the playlist rows first and joins in Spark."""
+def test_spark_join_path_gives_the_same_bronze_quarantine_and_counts(spark, config, tmp_path, real_ingest):
+    """A catalog too big for the in-task lookups lands tracks and playlist rows first and joins in Spark."""
     cfg_lookup, _, summary_lookup, _ = real_ingest
     cfg = _config(config, tmp_path, Path(cfg_lookup.paths.spotify), **{"ingest.in_task_lookup_max_tracks": 0})
     summary = ingest.run(spark, cfg)
-    table = "spotify_playlist_tracks"
-    assert_df_equality(_bronze(spark, cfg, table), _bronze(spark, cfg_lookup, table), ignore_row_order=True)
-    columns = ["reason", "source_key", "record"]
-    rejects = _bronze(spark, cfg, "_rejects").where(F.col("table") == table).select(columns)
-    assert rejects.where(F.col("reason").contains("no ingested track")).count() > 0
-    assert_df_equality(rejects, _bronze(spark, cfg_lookup, "_rejects").where(F.col("table") == table).select(columns),
-                       ignore_row_order=True)
-    entry, entry_lookup = summary["tables"][table], summary_lookup["tables"][table]
-    assert entry == {**entry_lookup, "version": entry["version"]}
-    assert entry["noted"] == {"tracks only as id_if_not_in_tracks_table": 1}
+    for table in ("spotify_tracks", "spotify_playlist_tracks"):
+        assert_df_equality(_bronze(spark, cfg, table), _bronze(spark, cfg_lookup, table), ignore_row_order=True)
+        columns = ["reason", "source_key", "record"]
+        rejects = _bronze(spark, cfg, "_rejects").where(F.col("table") == table).select(columns)
+        assert_df_equality(rejects, _bronze(spark, cfg_lookup, "_rejects").where(F.col("table") == table).select(
+            columns), ignore_row_order=True)
+        entry, entry_lookup = summary["tables"][table], summary_lookup["tables"][table]
+        assert entry == {**entry_lookup, "version": entry["version"]}
+    assert _bronze(spark, cfg, "_rejects").where(F.col("reason").contains("no ingested track")).count() > 0
+    assert summary["tables"]["spotify_playlist_tracks"]["noted"] == {"tracks only as id_if_not_in_tracks_table": 1}
 
 
 def test_spec_layout_gives_the_same_bronze(spark, config, tmp_path, real_ingest):

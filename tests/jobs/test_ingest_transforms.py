@@ -58,7 +58,7 @@ def test_in_task_track_lookup_agrees_with_the_spark_join(spark, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from jobs.ingest.track_lookup import TrackIdLookup
+    from jobs.ingest.track_lookup import ParquetFiles, TrackIdLookup
 
     catalog = pa.table({"track_rowid": pa.array([5, 7, 8, 12], pa.int64()), "track_id": ["T5", "T7", "T8", "T12"]})
     pq.write_table(catalog, tmp_path / "part-0.parquet")
@@ -70,7 +70,7 @@ def test_in_task_track_lookup_agrees_with_the_spark_join(spark, tmp_path):
         "added_at": pa.array([when] * 7, pa.timestamp("us", tz="UTC")),
         "playlist_rowid": pa.array([1] * 7, pa.int64()),
     })
-    kept, rejected, noted = TrackIdLookup(str(tmp_path), ("part-0.parquet",))(batch)
+    kept, rejected, noted = TrackIdLookup(ParquetFiles(str(tmp_path), ("part-0.parquet",)))(batch)
 
     joined = T.resolve_playlist_tracks(spark.createDataFrame(batch.to_pandas()), spark.createDataFrame(
         catalog.to_pandas())).collect()
