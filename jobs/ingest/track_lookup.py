@@ -98,16 +98,17 @@ def _take(ids: pa.Array, found: np.ndarray) -> pa.Array:
     return ids.take(pa.array(found, mask=found < 0))
 
 
-# ----------------------------------------------------------------------------------------------
-# Playlist rows
-
-
+# The columns each lookup reads from landed or staged files.
 ID_PAIRS = {
     "track": pa.schema([("track_rowid", pa.int64()), ("track_id", pa.string())]),
     "album": pa.schema([("album_rowid", pa.int64()), ("album_id", pa.string())]),
     "artist": pa.schema([("artist_rowid", pa.int64()), ("artist_id", pa.string())]),
 }
 LINKS = pa.schema([("track_rowid", pa.int64()), ("artist_rowid", pa.int64()), ("link_order", pa.int64())])
+
+
+# ----------------------------------------------------------------------------------------------
+# Playlist rows
 
 
 @dataclass(frozen=True)
