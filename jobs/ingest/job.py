@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.ingest import sources, transforms
-from jobs.ingest.track_lookup import ID_PAIRS, ParquetFiles, TrackAssembly, TrackIdLookup
+from jobs.ingest.track_lookup import ID_PAIRS, ArtistLinks, ParquetFiles, TrackAssembly, TrackIdLookup
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
@@ -135,7 +135,10 @@ class IngestRun:
 
     def to_landing(self, query: RangeQuery, table: str, key: str = "rowid") -> Landing:
         """Rows that Spark transforms before they become bronze (``landed`` reads them)."""
-        return Landing(query, self.ranges(query, table, key), f"{self.landing_dir}/{query.name}")
+        return Landing(query, self.ranges(query, table, key), self.landing_folder(query))
+
+    def landing_folder(self, query: RangeQuery) -> str:
+        return f"{self.landing_dir}/{query.name}"
 
     def land(self, *landings: Landing) -> None:
         """One Spark job for all ``landings``; bronze ones are staged right after."""
@@ -152,10 +155,10 @@ class IngestRun:
 
     def landed(self, query: RangeQuery) -> DataFrame:
         schema = query.spark_schema()
-        folder = Path(self.landing_dir) / query.name
-        if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        files = ParquetFiles.landed(self.landing_folder(query))
+        if not files.files:
             return self.spark.createDataFrame([], schema)
-        return self.spark.read.schema(schema).parquet(str(folder))
+        return self.spark.read.schema(schema).parquet(files.folder)
 
     def stage(self, table: str, frame: DataFrame) -> delta.StagedWrite:
         started = time.perf_counter()
@@ -225,16 +228,15 @@ def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
     run.land(*link_free, *linked)
 
     def resolve_while_reading() -> None:
-        landed = {query.name: ParquetFiles.landed(f"{run.landing_dir}/{query.name}")
-                  for query in (q.artists, q.track_artists)}
         # The landed artists are exactly the ingested ones: rows that fail the checks are quarantined
         # while read, so the tracks need not wait for the artists' Spark stage.
-        assembly = TrackAssembly(ParquetFiles.staged(run.staged["spotify_albums"]), landed[q.artists.name],
-                                 landed[q.track_artists.name])
-        run.land(run.to_bronze(q.tracks, "tracks", resolver=assembly))
+        artists = ParquetFiles.landed(run.landing_folder(q.artists))
+        links = ParquetFiles.landed(run.landing_folder(q.track_artists))
+        run.land(run.to_bronze(q.tracks, "tracks", resolver=TrackAssembly(
+            ParquetFiles.staged(run.staged["spotify_albums"]), artists, links)))
         tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
         ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
-        run.noted["spotify_tracks"] = assembly.load()[2].orphans(ingested)
+        run.noted["spotify_tracks"] = ArtistLinks.load(links, artists).orphans(ingested)
         run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
 
     alongside(run.spark, resolve_while_reading, lambda: stage_artists(run, q))

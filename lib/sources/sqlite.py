@@ -398,8 +398,8 @@ def plan_ranges_with_rows(db_path: str, table: str, key: str, rows_per_task: int
     keys_per_task = max(1, int(rows_per_task / density))
     tasks = max(1, math.ceil(span / keys_per_task))
     step = math.ceil(span / tasks)
-    return [(start, min(high, start + step - 1), max(1, round((min(high, start + step - 1) - start + 1) * density)))
-            for start in range(low, high + 1, step)]
+    ranges = [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
+    return [(lo, hi, max(1, round((hi - lo + 1) * density))) for lo, hi in ranges]
 
 
 # ----------------------------------------------------------------------------------------------
