@@ -11,3 +11,8 @@ JOBS: dict[str, tuple[str, str]] = {
     "vectors": ("jobs.vectors.job", "13-dim audio vectors, tiers, facets, exact top-K neighbours"),
     "pipeline": ("jobs.pipeline.job", "sample (when missing) and every job above, in order"),
 }
+
+# Commands that inspect the warehouse without Spark (no JVM is started).
+COMMANDS: dict[str, str] = {
+    "check-tables": "open every Delta table at every version; report missing files or wrong row counts",
+}

@@ -32,12 +32,22 @@ def _jobs() -> dict[str, tuple[str, str]]:
     return JOBS
 
 
+def _commands() -> dict[str, str]:
+    from jobs import COMMANDS
+
+    return COMMANDS
+
+
 def usage() -> str:
     jobs = "\n".join(f"  {name:<14}{doc}" for name, (_, doc) in _jobs().items())
+    commands = "\n".join(f"  {name:<14}{doc}" for name, doc in _commands().items())
     return f"""usage: ./spark-submit.sh <job> [options]
 
 jobs:
 {jobs}
+
+commands (no Spark):
+{commands}
 
 options:
   --conf FILE               TOML configuration (default: conf/local.toml)
@@ -70,8 +80,8 @@ def parse_args(argv: list[str]) -> Invocation:
     if job.startswith("-"):
         raise UsageError(f"unknown option '{job}' before the job name; run ./spark-submit.sh --help")
     jobs = _jobs()
-    if job not in jobs:
-        raise UsageError(f"unknown job '{job}' (jobs: {', '.join(jobs)})")
+    if job not in jobs and job not in _commands():
+        raise UsageError(f"unknown job '{job}' (jobs: {', '.join([*jobs, *_commands()])})")
     invocation = Invocation(job)
     index = 0
 
@@ -161,6 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from lib.delta import DeltaLayerError, check_warehouse
+
+    try:
+        check_warehouse(config.paths.warehouse)
+    except DeltaLayerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if invocation.job == "check-tables":
+        return check_tables(config)
     app_zip = build_zip(ROOT / "build")
     command = spark_submit_command(invocation, config, app_zip)
     if invocation.dry_run:
@@ -169,6 +188,36 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYSPARK_PYTHON"] = config.spark.python or sys.executable
     os.execv(command[0], command)
     return EXIT_FAILED  # pragma: no cover - execv does not return
+
+
+def check_tables(config: Config) -> int:
+    """``check-tables``: every table of the warehouse at every version; exit 1 when any is damaged."""
+    from lib import delta
+
+    warehouse = config.paths.warehouse
+    try:
+        tables = delta.find_tables(warehouse)
+    except OSError as exc:
+        print(f"error: {warehouse}: cannot list the warehouse ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    damaged = 0
+    for uri in tables:
+        name = os.path.relpath(uri, warehouse) if "://" not in uri else uri
+        checks = delta.check_table(uri)
+        bad = [c for c in checks if not c.intact and not c.vacuumed]
+        expired = [c for c in checks if not c.intact and c.vacuumed]
+        versions = f"{checks[0].version}..{checks[-1].version}" if checks else "-"
+        status = "ok" if not bad else "DAMAGED"
+        extra = f" ({len(expired)} version(s) before a vacuum no longer readable)" if expired else ""
+        print(f"{name:<40} versions {versions:<9} {status}{extra}")
+        for check in bad:
+            damaged += 1
+            for path in check.missing[:5]:
+                print(f"  version {check.version}: missing file {path}")
+            for problem in check.wrong_counts[:5]:
+                print(f"  version {check.version}: row count differs: {problem}")
+    print(f"{len(tables)} table(s) checked, {damaged} damaged version(s)")
+    return EXIT_FAILED if damaged else 0
 
 
 def driver_main(argv: list[str]) -> int:

@@ -19,6 +19,13 @@ A write has two phases so that a job can prepare several tables and publish them
 
 Reads ask delta-rs for the snapshot's active files and read exactly those, never the folder, which
 also holds removed files until vacuum.
+
+The invariant every writer relies on: **a data file, once referenced by a committed version, is never
+overwritten, moved or deleted** except by ``vacuum`` after its retention. So every staged file is renamed to a
+name carrying its write id before it enters the table folder (writers that name files by position, such as the
+SQLite landing tasks, would otherwise collide with the previous version's files), a move onto an existing
+path is refused, and ``abort`` deletes only the files its own write created, and none that a committed version
+references (a commit that raised after it landed is recognised by the write id in its commit info).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import contextlib
 import datetime as dt
 import json
 import math
+import os
 import posixpath
 import shutil
 import time
@@ -52,6 +60,8 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # longer max is left out (readers then simply cannot skip on it).
 STRING_STATS_PREFIX = 32
 WRITE_MODES = ("overwrite", "append", "error")
+WRITE_ID_KEY = "aria.write_id"  # commit info entry naming the write that made a version
+LOG_DIR = "_delta_log"
 
 
 class DeltaLayerError(RuntimeError):
@@ -88,6 +98,34 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 def exists(uri: str) -> bool:
     return DeltaTable.is_deltatable(uri)
+
+
+def check_warehouse(warehouse: str) -> None:
+    """The warehouse root must be a folder (or not exist yet); checked before any job starts."""
+    fs, path = filesystem(warehouse)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        raise DeltaLayerError(f"{warehouse}: the warehouse (paths.warehouse) is a file, not a folder")
+
+
+def check_location(uri: str) -> None:
+    """Refuse, before any write, a table location of the wrong type: a folder on the way (the warehouse,
+    its layer) or the table folder itself that is a file, or a folder with data but no Delta log."""
+    fs, path = filesystem(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        raise DeltaLayerError(f"{uri}: is a file, not a Delta table folder")
+    if info.type == pafs.FileType.NotFound:
+        if isinstance(fs, pafs.LocalFileSystem):
+            parent = os.path.dirname(os.path.abspath(path))
+            while parent and not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if parent and not os.path.isdir(parent):
+                raise DeltaLayerError(f"{parent}: is a file, not a folder (needed for the table {uri})")
+        return
+    entries = fs.get_file_info(pafs.FileSelector(path))
+    names = {entry.base_name for entry in entries}
+    if LOG_DIR not in names and names - {STAGING_DIR}:
+        raise DeltaLayerError(f"{uri}: the folder holds files but is not a Delta table (no {LOG_DIR}/)")
 
 
 def _open(uri: str, version: int | None = None) -> DeltaTable | None:
@@ -263,12 +301,15 @@ class StagedWrite:
     bytes: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     committed_version: int | None = None
+    write_id: str = ""
+    created: list[str] = field(default_factory=list)  # paths (relative) this write put into the table folder
 
     def commit(self) -> int:
         if self.committed_version is not None:
             return self.committed_version
         properties = delta_tx.CommitProperties(
-            custom_metadata={"writer": "aria-signals (spark + delta-rs)", "rows": str(self.rows), **self.metadata},
+            custom_metadata={"writer": "aria-signals (spark + delta-rs)", "rows": str(self.rows), **self.metadata,
+                             WRITE_ID_KEY: self.write_id},
             # Blind appends commute, so delta-rs may rebase them on a newer version. Anything that
             # removes files must have read the latest version: delta-rs would otherwise let an
             # overwrite land on top of a concurrent append and keep the appended rows.
@@ -312,14 +353,28 @@ class StagedWrite:
         return self.committed_version
 
     def abort(self) -> None:
-        """Delete the staged files (they are unreferenced; readers never saw them)."""
-        if self.committed_version is not None:
+        """Delete the files this write created, unless a committed version references them (a commit that
+        landed although it raised). Files of other writes are never touched."""
+        if self.committed_version is not None or self._landed():
             return
         fs, root = filesystem(self.uri)
-        for add in self.adds:
+        for relative in self.created:
             with contextlib.suppress(OSError):
-                fs.delete_file(posixpath.join(root, add.path))
+                fs.delete_file(posixpath.join(root, relative))
+        self.created = []
         self.adds = []
+
+    def _landed(self) -> bool:
+        """Whether a version after ``base_version`` was committed by this write (its id in the commit info)."""
+        if not self.write_id or not self.created:
+            return False
+        table = _open(self.uri)
+        if table is None:
+            return False
+        newer = table.version() - (-1 if self.base_version is None else self.base_version)
+        if newer <= 0:
+            return False
+        return any(entry.get(WRITE_ID_KEY) == self.write_id for entry in table.history(newer))
 
 
 @dataclass
@@ -347,6 +402,7 @@ def plan_write(
     is validated against. For appends and partition replaces the schema is the table's."""
     if mode not in WRITE_MODES:
         raise DeltaLayerError(f"unknown write mode '{mode}' for {uri} (use {', '.join(WRITE_MODES)})")
+    check_location(uri)
     existing = _open(uri)
     base_version = existing.version() if existing is not None else None
     partition_by = list(partition_by)
@@ -426,6 +482,7 @@ def stage_files(plan: WritePlan, write_id: str) -> StagedWrite:
         base_version=plan.base_version,
         adds=[],
         metadata=plan.metadata,
+        write_id=write_id,
     )
     try:
         staged.adds = _publish_files(fs, root, posixpath.join(root, STAGING_DIR, write_id), plan.partition_by, staged)
@@ -456,12 +513,12 @@ def _publish_files(
     )
     moved: list[tuple[str, str]] = []
     for source in data_files:
-        relative = posixpath.relpath(source, staging)
+        relative = unique_name(posixpath.relpath(source, staging), staged.write_id)
         target = posixpath.join(root, relative)
         fs.create_dir(posixpath.dirname(target), recursive=True)
-        fs.move(source, target)
+        _move_new(fs, source, target, staged.uri)
         moved.append((relative, target))
-        staged.adds.append(delta_tx.AddAction(relative, 0, {}, 0, True, "{}"))  # for abort() until done
+        staged.created.append(relative)
 
     def describe(entry: tuple[str, str]) -> tuple[int, delta_tx.AddAction]:
         relative, target = entry
@@ -477,10 +534,40 @@ def _publish_files(
     for rows, add in described:
         if rows == 0:
             fs.delete_file(posixpath.join(root, add.path))
+            staged.created.remove(add.path)
     adds = [add for rows, add in described if rows > 0]
     staged.rows = sum(rows for rows, _ in described)
     staged.bytes = sum(add.size for add in adds)
     return adds
+
+
+def unique_name(relative: str, write_id: str) -> str:
+    """The file's name in the table folder: its staged name prefixed by the write id, so no two writes can
+    produce the same path (landing tasks name files by range position, Spark by task and a uuid)."""
+    folder, name = posixpath.split(relative)
+    if not write_id or name.startswith(f"{write_id}-"):
+        return relative
+    return posixpath.join(folder, f"{write_id}-{name}")
+
+
+def _move_new(fs: pafs.FileSystem, source: str, target: str, uri: str) -> None:
+    """Move ``source`` to ``target``, refusing (not performing) a move onto an existing file. On a local
+    file system a hard link makes the check and the move one step (``link`` fails when the target exists)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise DeltaLayerError(f"{uri}: refusing to overwrite the existing data file {target}") from None
+        except OSError:  # no hard links here (some network file systems): check, then rename
+            if os.path.exists(target):
+                raise DeltaLayerError(f"{uri}: refusing to overwrite the existing data file {target}") from None
+            os.rename(source, target)
+            return
+        os.unlink(source)
+        return
+    if fs.get_file_info(target).type != pafs.FileType.NotFound:
+        raise DeltaLayerError(f"{uri}: refusing to overwrite the existing data file {target}")
+    fs.move(source, target)
 
 
 def _check_inside_partitions(uri: str, adds: Iterable[delta_tx.AddAction], filters: list[tuple[str, str, Any]]) -> None:
@@ -669,3 +756,71 @@ def vacuum(uri: str, retention_hours: int = 168, dry_run: bool = False) -> list[
                 else:
                     fs.delete_dir(entry.path)
     return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# Inspection
+
+
+@dataclass
+class VersionCheck:
+    version: int
+    files: int
+    missing: list[str] = field(default_factory=list)
+    wrong_counts: list[str] = field(default_factory=list)
+    vacuumed: bool = False  # older than a vacuum: missing files are expected there, not damage
+
+    @property
+    def intact(self) -> bool:
+        return not self.missing and not self.wrong_counts
+
+
+def check_table(uri: str) -> list[VersionCheck]:
+    """Open the table at every version in its history and check that every file it references exists and
+    holds the log's ``numRecords`` rows (from the Parquet footer). Each file is checked once."""
+    table = open_table(uri)
+    fs, root = filesystem(uri)
+    entries = table.history()
+    vacuums = [e["version"] for e in entries if str(e.get("operation", "")).startswith("VACUUM")]
+    last_vacuum = max(vacuums, default=-1)
+    rows_of: dict[str, int | None] = {}
+    results: list[VersionCheck] = []
+    for version_number in sorted(e["version"] for e in entries):
+        try:
+            snapshot = DeltaTable(uri, version=version_number)
+        except DeltaError:
+            continue  # the log entry itself is gone (log retention): nothing to read there
+        actions = pa.table(snapshot.get_add_actions(flatten=True)).to_pylist()
+        check = VersionCheck(version_number, len(actions), vacuumed=version_number < last_vacuum)
+        for action in actions:
+            path = unquote(action["path"])
+            if path not in rows_of:
+                full = posixpath.join(root, path)
+                if fs.get_file_info(full).type == pafs.FileType.NotFound:
+                    rows_of[path] = None
+                else:
+                    try:
+                        rows_of[path] = pq.read_metadata(full, filesystem=fs).num_rows
+                    except (OSError, pa.ArrowInvalid):
+                        rows_of[path] = -1
+            actual, logged = rows_of[path], action.get("num_records")
+            if actual is None:
+                check.missing.append(path)
+            elif logged is not None and actual != logged:
+                check.wrong_counts.append(f"{path} ({actual} rows, log says {logged})")
+        results.append(check)
+    return results
+
+
+def find_tables(warehouse: str) -> list[str]:
+    """Every Delta table under ``<warehouse>/<layer>/`` (bronze, gold, ...), sorted."""
+    fs, root = filesystem(warehouse)
+    found: list[str] = []
+    for layer in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+        if layer.type != pafs.FileType.Directory:
+            continue
+        for entry in fs.get_file_info(pafs.FileSelector(layer.path)):
+            uri = posixpath.join(warehouse.rstrip("/"), layer.base_name, entry.base_name)
+            if entry.type == pafs.FileType.Directory and exists(uri):
+                found.append(uri)
+    return sorted(found)

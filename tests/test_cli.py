@@ -84,3 +84,31 @@ def test_input_error_exits_nonzero_with_the_file_named(tmp_path):
     output = result.stdout + result.stderr
     assert f"error: {tmp_path}/empty/spotify_clean.sqlite3: file not found" in output
     assert "Traceback" not in output
+
+
+def test_a_warehouse_that_is_a_file_is_one_line_and_exit_1(tmp_path):
+    warehouse = tmp_path / "warehouse"
+    warehouse.write_text("not a folder")
+    result = run("cooccurrence", "--set", f"paths.warehouse={warehouse}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {warehouse}: the warehouse (paths.warehouse) is a file, not a folder"
+    assert warehouse.read_text() == "not a folder"
+
+
+def test_check_tables_finds_a_missing_file(tmp_path):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    warehouse = tmp_path / "warehouse"
+    uri = delta.table_path(str(warehouse), "gold", "t")
+    write_deltalake(uri, pa.table({"id": [1, 2]}))
+    write_deltalake(uri, pa.table({"id": [3]}), mode="append")
+    healthy = run("check-tables", "--set", f"paths.warehouse={warehouse}")
+    assert healthy.returncode == 0, healthy.stderr
+    assert "gold/t" in healthy.stdout and "0 damaged" in healthy.stdout
+    first_file = sorted(Path(uri).glob("*.parquet"), key=lambda p: p.stat().st_mtime)[0]
+    first_file.unlink()
+    damaged = run("check-tables", "--set", f"paths.warehouse={warehouse}")
+    assert damaged.returncode == 1
+    assert f"version 0: missing file {first_file.name}" in damaged.stdout
+    assert "2 damaged version(s)" in damaged.stdout
