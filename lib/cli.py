@@ -54,7 +54,9 @@ options:
   --set section.key=value   override one key (repeatable); e.g. --set sample.tracks=3000
   --master URL              Spark master (same as --set spark.master=URL)
   --deploy-mode MODE        client or cluster (same as --set spark.deploy_mode=MODE)
-  --dry-run                 print the spark-submit command instead of running it
+  --json                    print the job's whole summary as one JSON document (stdout) instead of the table
+  --print-command           print the spark-submit command instead of running it
+  --dry-run                 publish only: print the plan and costs, change nothing
   --help-config             list every configuration key with its default
   -h, --help                this help
 
@@ -70,7 +72,8 @@ class Invocation:
     job: str
     conf_file: str | None = None
     sets: list[str] = field(default_factory=list)
-    dry_run: bool = False
+    print_command: bool = False
+    json: bool = False
 
 
 def parse_args(argv: list[str]) -> Invocation:
@@ -106,8 +109,15 @@ def parse_args(argv: list[str]) -> Invocation:
             invocation.sets.append(f"spark.master={value(arg)}")
         elif arg == "--deploy-mode":
             invocation.sets.append(f"spark.deploy_mode={value(arg)}")
+        elif arg == "--print-command":
+            invocation.print_command = True
+        elif arg == "--json":
+            invocation.json = True
         elif arg == "--dry-run":
-            invocation.dry_run = True
+            if job != "publish":
+                raise UsageError("--dry-run applies to the publish job only (use --print-command to see the "
+                                 "spark-submit command)")
+            invocation.sets.append("publish.dry_run=true")
         else:
             raise UsageError(f"unknown option '{arg}' for job '{job}'; run ./spark-submit.sh --help")
         index += 1
@@ -154,6 +164,8 @@ def spark_submit_command(invocation: Invocation, config: Config, app_zip: Path) 
     for key, val in sorted(session_conf(config).items()):
         command += ["--conf", f"{key}={val}"]
     command += [str(ROOT / "driver.py"), invocation.job, encode_config(config)]
+    if invocation.json:
+        command.append("--json")
     return command
 
 
@@ -182,12 +194,43 @@ def main(argv: list[str] | None = None) -> int:
         return check_tables(config)
     app_zip = build_zip(ROOT / "build")
     command = spark_submit_command(invocation, config, app_zip)
-    if invocation.dry_run:
+    if invocation.print_command:
         print(" ".join(command))
         return 0
     os.environ["PYSPARK_PYTHON"] = config.spark.python or sys.executable
-    os.execv(command[0], command)
-    return EXIT_FAILED  # pragma: no cover - execv does not return
+    return launch(command, invocation)
+
+
+def launch(command: list[str], invocation: Invocation) -> int:
+    """Run spark-submit and keep stdout for the summary. spark-submit's PythonRunner merges the driver's stderr
+    into its stdout, so the child's whole output (log lines, errors) is sent to our stderr, and the driver
+    leaves its summary in a file that is printed on stdout afterwards (a table, or JSON with --json)."""
+    import signal
+    import subprocess
+
+    if config_deploy_mode(command) == "cluster":  # the driver runs elsewhere: no summary file to read
+        os.execv(command[0], command)
+    summaries = ROOT / "build" / "summaries"
+    summaries.mkdir(parents=True, exist_ok=True)
+    summary_file = summaries / f"{os.getpid()}-{invocation.job}.json"
+    summary_file.unlink(missing_ok=True)
+    child = subprocess.Popen([*command, "--summary-file", str(summary_file)], stdout=sys.stderr.fileno())
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        code = child.wait()
+    if summary_file.is_file():
+        from lib.console import render
+
+        text = summary_file.read_text()
+        summary_file.unlink()
+        print(text if invocation.json else render(json.loads(text)))
+    return code if code >= 0 else EXIT_FAILED
+
+
+def config_deploy_mode(command: list[str]) -> str:
+    return command[command.index("--deploy-mode") + 1] if "--deploy-mode" in command else "client"
 
 
 def check_tables(config: Config) -> int:
@@ -221,23 +264,39 @@ def check_tables(config: Config) -> int:
 
 
 def driver_main(argv: list[str]) -> int:
-    """Driver side of spark-submit: ``driver.py <job> <encoded config>``."""
+    """Driver side of spark-submit: ``driver.py <job> <encoded config> [--json] [--summary-file PATH]``. The
+    summary goes to the summary file when one is named (the launcher prints it on stdout), else to stdout;
+    errors go to stderr (which spark-submit merges into its stdout; the launcher sends that to stderr)."""
+    import traceback
+
+    from lib.console import render, to_json
     from lib.delta import DeltaLayerError
     from lib.errors import JobError
     from lib.runs import run_job
     from lib.spark import build_session
 
-    job, encoded = argv[0], argv[1]
+    job, encoded, rest = argv[0], argv[1], argv[2:]
+    summary_file = rest[rest.index("--summary-file") + 1] if "--summary-file" in rest else None
     config = decode_config(encoded)
     spark = build_session(config, f"{config.spark.app_name}-{job}")
     try:
         summary = run_job(spark, config, job)
-    except (JobError, DeltaLayerError) as exc:
+    except (JobError, DeltaLayerError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        print(f"error: job {job} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         spark.stop()
-    print(json.dumps({"job": job, "status": "succeeded", "summary": summary}, default=str, indent=2))
+    if summary_file:
+        temp = f"{summary_file}.tmp"
+        with open(temp, "w") as handle:
+            handle.write(to_json(summary))
+        os.replace(temp, summary_file)
+    else:
+        print(to_json(summary) if "--json" in rest else render(summary))
     return 0
 
 

@@ -79,6 +79,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     # Free-form: any Spark property, passed through as --conf key=value.
     "spark_conf": {},
+    "runs": {
+        "record": _b(True, "record every job run in gold/_runs (a running row at start, the summary at the end)"),
+    },
     "delta": {
         "target_file_mb": _i(128, "target data file size for compaction", minimum=1),
         "vacuum_retention_hours": _i(168, "files removed longer ago than this are vacuumed"),
@@ -163,6 +166,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
 }
 
 FREEFORM_SECTIONS = frozenset({"spark_conf"})
+# Sections read by one job only: --help-config lists them once that job is registered (jobs/__init__.py).
+SECTION_OWNERS: dict[str, str] = {
+    "publish": "publish", "cloudflare": "publish", "r2": "publish", "promote": "promote", "graph": "graph",
+    "report": "report",
+}
 
 # Secrets come from the environment only; they never enter the config files, the JSON handed to the
 # driver, logs or error messages.
@@ -171,6 +179,16 @@ SECRETS: dict[str, str] = {
     "r2_access_key_id": "R2_ACCESS_KEY_ID",
     "r2_secret_access_key": "R2_SECRET_ACCESS_KEY",
 }
+
+REDACTED = "***"
+# A key whose name says it holds a credential (e.g. spark_conf.spark.hadoop.fs.s3a.secret.key).
+SECRET_KEY_WORDS = ("secret", "password", "token", "credential", "access.key", "access_key")
+
+
+def is_secret_key(dotted: str) -> bool:
+    lowered = dotted.lower()
+    return any(word in lowered for word in SECRET_KEY_WORDS)
+
 
 DEFAULT_CONF_FILE = Path(__file__).resolve().parent.parent / "conf" / "local.toml"
 
@@ -224,6 +242,13 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def redacted(self) -> dict[str, dict[str, Any]]:
+        """The values with every secret-looking key's value replaced by ``***``: what run records and logs
+        may hold (``to_json`` keeps the real values, for the driver only)."""
+        return {name: {key: (REDACTED if is_secret_key(f"{name}.{key}") and value not in ("", None) else value)
+                       for key, value in section.items()}
+                for name, section in self._values.items()}
 
     @classmethod
     def from_json(cls, text: str) -> Config:
@@ -370,6 +395,16 @@ def _check_relations(values: Mapping[str, Mapping[str, Any]]) -> None:
         for key in ("tier_a_min_popularity", "tier_b_min_popularity"):
             if not 0 <= values[section][key] <= 100:
                 raise ConfigError(f"config key '{section}.{key}' must lie in 0..100; got {values[section][key]}")
+    xref = values["xref"]
+    if xref["duration_tolerance_s"] > xref["max_duration_gap_s"]:
+        raise ConfigError(f"config key 'xref.duration_tolerance_s' ({xref['duration_tolerance_s']:g}) exceeds "
+                          f"'xref.max_duration_gap_s' ({xref['max_duration_gap_s']:g})")
+    for key in ("unknown_duration_factor", "min_confidence"):
+        if xref[key] > 1:
+            raise ConfigError(f"config key 'xref.{key}' must lie in 0..1; got {xref[key]:g}")
+    if values["similar"]["vector"] == "hybrid" and not values["vectors"]["hybrid"]:
+        raise ConfigError("config key 'similar.vector' is 'hybrid' but 'vectors.hybrid' is false "
+                          "(no hybrid vectors are computed)")
 
 
 def _load_file(path: Path) -> dict[str, Any]:
@@ -434,8 +469,13 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
 
 def describe() -> str:
     """Every key with its default and meaning, for ``--help-config``."""
+    from jobs import JOBS
+
     lines = []
     for section, keys in SCHEMA.items():
+        owner = SECTION_OWNERS.get(section)
+        if owner is not None and owner not in JOBS:
+            continue  # the job that reads this section is not part of the suite yet
         if section in FREEFORM_SECTIONS:
             lines.append(f"{section}.<any spark property> = <string>   passed to spark-submit --conf")
             continue

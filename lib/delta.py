@@ -159,6 +159,18 @@ def history(uri: str, limit: int | None = None) -> list[dict[str, Any]]:
     return open_table(uri).history(limit)
 
 
+def column_names(uri: str, version: int | None = None) -> list[str]:
+    """Top-level column names of the table at ``version``, from the log (no Spark)."""
+    return [f.name for f in open_table(uri, version).schema().fields]
+
+
+def row_count(uri: str, version: int | None = None) -> int:
+    """Rows of the table at ``version``: the sum of its files' ``numRecords`` in the log (no Spark)."""
+    actions = open_table(uri, version).get_add_actions(flatten=True)
+    column = pa.table(actions).column("num_records") if actions.num_rows else None
+    return int(sum(v or 0 for v in column.to_pylist())) if column is not None else 0
+
+
 # ----------------------------------------------------------------------------------------------
 # Schemas
 
@@ -507,7 +519,8 @@ def _publish_files(
     fs: pafs.FileSystem, root: str, staging: str, partition_by: Sequence[str], staged: StagedWrite
 ) -> list[delta_tx.AddAction]:
     """Move the staged Parquet files into the table folder and describe each as an add action."""
-    infos = fs.get_file_info(pafs.FileSelector(staging, recursive=True))
+    # A landing whose tasks wrote no file (an empty source table) leaves no staging folder: an empty table.
+    infos = fs.get_file_info(pafs.FileSelector(staging, recursive=True, allow_not_found=True))
     data_files = sorted(
         info.path for info in infos if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
     )

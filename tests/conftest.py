@@ -12,6 +12,7 @@ import pytest
 
 from lib.config import Config, load_config
 from lib.spark import TEST_CONF, build_session
+from tests.support.configs import make_config
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,5 @@ def spark() -> Iterator[object]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    """Defaults with every path inside tmp_path (no conf file, so local edits cannot leak in)."""
-    return load_config(use_default_file=False, base_dir=tmp_path).with_overrides(
-        {"spark.master": "local[2]", "spark.shuffle_partitions": 2}, base_dir=tmp_path
-    )
+    """Defaults with every path inside tmp_path (tests/support/configs.make_config)."""
+    return make_config(tmp_path)

@@ -29,6 +29,15 @@ def test_help_lists_every_job():
         assert f"{name}" in result.stdout and doc in result.stdout
 
 
+def test_help_config_shows_only_sections_of_registered_jobs():
+    from lib.config import SCHEMA, SECTION_OWNERS
+
+    shown = {line.split(".", 1)[0] for line in run("--help-config").stdout.splitlines() if "." in line.split(" ")[0]}
+    for section in SCHEMA:
+        owner = SECTION_OWNERS.get(section)
+        assert (section in shown) == (owner is None or owner in JOBS), section
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -38,6 +47,11 @@ def test_help_lists_every_job():
         (["ingest", "--set", "sample.tracks=many"], "error: config key 'sample.tracks' expects an integer, got 'many'"),
         (["ingest", "--frobnicate"], "error: unknown option '--frobnicate' for job 'ingest'"),
         (["ingest", "--conf", "/nonexistent.toml"], "error: config file /nonexistent.toml does not exist"),
+        (["xref", "--set", "xref.duration_tolerance_s=20"],
+         "error: config key 'xref.duration_tolerance_s' (20) exceeds 'xref.max_duration_gap_s' (10)"),
+        (["xref", "--set", "xref.min_confidence=1.5"], "error: config key 'xref.min_confidence' must lie in 0..1"),
+        (["vectors", "--set", "similar.vector=hybrid"], "error: config key 'similar.vector' is 'hybrid' but"),
+        (["ingest", "--dry-run"], "error: --dry-run applies to the publish job only"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args, message):
@@ -47,9 +61,9 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_dry_run_ships_lib_and_jobs_as_a_zip():
+def test_print_command_ships_lib_and_jobs_as_a_zip():
     result = run(
-        "ingest", "--dry-run", "--master", "spark://example:7077", "--set", "spark_conf.spark.executor.cores=3"
+        "ingest", "--print-command", "--master", "spark://example:7077", "--set", "spark_conf.spark.executor.cores=3"
     )
     assert result.returncode == 0
     command = result.stdout.split()
@@ -64,14 +78,15 @@ def test_dry_run_ships_lib_and_jobs_as_a_zip():
 def test_sample_through_spark_submit(tmp_path):
     """The issue's acceptance command: writes the three real-layout files and the mbdump."""
     result = run("sample", "--set", f"paths.spotify={tmp_path}/A", "--set", f"paths.musicbrainz={tmp_path}/B",
-                 "--set", "sample.tracks=3000", "--set", f"paths.warehouse={tmp_path}/wh", cwd=tmp_path)
+                 "--set", "sample.tracks=3000", "--set", f"paths.warehouse={tmp_path}/wh", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("spotify_clean.sqlite3", "spotify_clean_audio_features.sqlite3", "spotify_clean_playlists.sqlite3"):
         assert (tmp_path / "A" / name).stat().st_size > 0
     for table in ("isrc", "recording", "artist_credit", "artist_credit_name", "artist"):
         assert (tmp_path / "B" / "mbdump" / table).stat().st_size > 0
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout)  # --json: stdout is exactly one JSON document
     assert summary["job"] == "sample" and summary["status"] == "succeeded"
+    assert summary["metrics"]["tracks"] >= 3000 and set(summary) >= {"inputs", "outputs", "left_out", "steps"}
     assert delta.exists(str(tmp_path / "wh" / "gold" / "_runs"))
 
 
@@ -80,10 +95,9 @@ def test_input_error_exits_nonzero_with_the_file_named(tmp_path):
     result = run("ingest", "--set", f"paths.spotify={tmp_path}/empty", "--set", f"paths.warehouse={tmp_path}/wh",
                  cwd=tmp_path)
     assert result.returncode == 1
-    # pyspark's launcher merges the driver's stderr into stdout; users see both in the terminal.
-    output = result.stdout + result.stderr
-    assert f"error: {tmp_path}/empty/spotify_clean.sqlite3: file not found" in output
-    assert "Traceback" not in output
+    assert result.stdout == ""  # errors and log lines go to stderr; stdout is for the summary only
+    assert f"error: {tmp_path}/empty/spotify_clean.sqlite3: file not found" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_warehouse_that_is_a_file_is_one_line_and_exit_1(tmp_path):

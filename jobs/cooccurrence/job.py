@@ -11,7 +11,7 @@ Definitions (the contract):
   neighbour id asc; ranks 1..cooccurrence.top_k.
 
 Steps, each written to the work folder with a marker so a rerun resumes after the last finished one
-(workdir.py): ``playlists`` (qualifying track sets) → ``dictionary`` (c(t), int ids of kept tracks) →
+(the job frame's ``Run.step``): ``playlists`` (qualifying track sets) → ``dictionary`` (c(t), int ids of kept tracks) →
 ``counts`` (pair counts, per chunk of playlists when cooccurrence.chunks > 1, then ``combined``) → both
 gold tables (metrics and top-K on int ids, decoded to string ids) staged and committed together.
 
@@ -22,29 +22,19 @@ summary (``rows_without_ids``) and logged, not silently lost.
 from __future__ import annotations
 
 import math
-import posixpath
-import time
-from collections.abc import Callable
 from typing import Any
 
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from jobs.cooccurrence import kernels, transforms
-from jobs.cooccurrence.stage_metrics import phase
-from jobs.cooccurrence.workdir import WorkDir, fingerprint
-from lib import delta
-from lib.config import Config
 from lib.errors import JobError
-from lib.log import get_logger
-from lib.schemas import conform
+from lib.job import Input, JobSpec, Run
 from lib.spark import observed_counts
 
-log = get_logger("cooccurrence")
-
-SOURCE_TABLE = "spotify_playlist_tracks"
-PAIRS_TABLE = "playlist_cooccurrence"
-TOP_TABLE = "cooccurrence_top"
+SOURCE = "bronze/spotify_playlist_tracks"
+PAIRS = "gold/playlist_cooccurrence"
+TOP = "gold/cooccurrence_top"
 SOURCE_COLUMNS = ("playlist_id", "track_id")
 
 # Task sizing when cooccurrence.pair_partitions = 0: possible pairs per counting task (8 bytes each,
@@ -57,14 +47,8 @@ WORK_CODEC = "lz4_raw"
 
 PLAYLISTS_DDL = "pid long, tracks array<string>"
 DICTIONARY_DDL = "tid int, track_id string, playlist_count long"
-
-
-def read_source(spark: SparkSession, config: Config) -> tuple[DataFrame, str, int]:
-    """(playlist_id, track_id) rows of the bronze table at its current version, the URI and the version."""
-    uri = delta.table_path(config.paths.warehouse, "bronze", SOURCE_TABLE)
-    version = delta.version(uri)
-    frame = delta.read_input(spark, uri, SOURCE_COLUMNS, version=version)
-    return frame, uri, int(version or 0)
+SUMMARY_COUNTS = ("input_rows", "rows_without_ids", "playlists_qualifying", "playlist_tracks_qualifying", "tracks",
+                  "tracks_kept", "pairs_unpruned", "pairs_generated", "pair_counts_written", "pairs_kept")
 
 
 def _tasks(configured: int, amount: int, per_task: int, floor: int) -> int:
@@ -81,54 +65,28 @@ def _metrics(keys: tuple[str, ...], *observations: Observation) -> dict[str, int
     return values
 
 
-class CooccurrenceRun:
-    """One run: the steps in order, each skipped when the work folder already holds its result."""
+class Steps:
+    """The job's steps on one frame ``Run``; intermediate results live in the run's work folder."""
 
-    def __init__(self, spark: SparkSession, config: Config) -> None:
-        self.spark = spark
-        self.config = config
-        self.co = config.cooccurrence
+    def __init__(self, run: Run) -> None:
+        assert run.spark is not None
+        self.run = run
+        self.spark = run.spark
+        self.co = run.config.cooccurrence
         self.broadcast = bool(self.co.broadcast_dictionary)
-        self.rows, self.source_uri, self.source_version = read_source(spark, config)
-        settings = {
-            "source": self.source_uri,
-            "version": self.source_version,
-            "min_playlist_size": self.co.min_playlist_size,
-            "max_playlist_size": self.co.max_playlist_size,
-            "min_cooccurrence": self.co.min_cooccurrence,
-            "chunks": self.co.chunks,
-        }
-        self.work = WorkDir(posixpath.join(config.paths.work, "cooccurrence", fingerprint(settings)))
-        self.phases: dict[str, Any] = {}
-        self.resumed: list[str] = []
-
-    # -- plumbing ---------------------------------------------------------------------------------
-
-    def step(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        finished = self.work.done(name)
-        if finished is not None:
-            log.info("step %s: already done in %s (resumed)", name, self.work.root)
-            self.resumed.append(name)
-            return finished
-        with phase(self.spark, name, self.phases):
-            metrics = compute()
-        self.work.mark_done(name, metrics)
-        return metrics
 
     def read(self, step: str, ddl: str) -> DataFrame:
-        return self.spark.read.schema(ddl).parquet(self.work.path(step, "data"))
+        return self.spark.read.schema(ddl).parquet(self.run.work.path(step, "data"))
 
     def write(self, frame: DataFrame, step: str) -> None:
         # Scratch files are read once or twice and then deleted: a fast codec beats a small one.
-        frame.write.mode("overwrite").option("compression", WORK_CODEC).parquet(self.work.path(step, "data"))
-
-    # -- steps ------------------------------------------------------------------------------------
+        frame.write.mode("overwrite").option("compression", WORK_CODEC).parquet(self.run.work.path(step, "data"))
 
     def playlists(self) -> dict[str, Any]:
         """Qualifying playlists as (pid, distinct tracks); pid is a per-run unique long."""
         source, sets = Observation("cooccurrence_source"), Observation("cooccurrence_playlists")
         has_ids = F.col("playlist_id").isNotNull() & F.col("track_id").isNotNull()
-        rows = self.rows.observe(
+        rows = self.run.input(SOURCE).observe(
             source, F.count(F.lit(1)).alias("input_rows"), F.count_if(~has_ids).alias("rows_without_ids")
         ).where(has_ids)
         size = F.size("tracks").cast("long")
@@ -175,15 +133,12 @@ class CooccurrenceRun:
         counts = transforms.count_pairs(tails, threshold, partitions).observe(
             counted, F.count(F.lit(1)).alias("pair_counts")
         )
-        self.write(counts, self.chunk_step(chunk))
+        self.write(counts, chunk_step(chunk))
         return {**_metrics(("pairs_generated", "pair_counts"), generated, counted), "partitions": partitions}
-
-    def chunk_step(self, chunk: int) -> str:
-        return f"counts/chunk-{chunk:05d}"
 
     def combined(self, partitions: int) -> dict[str, Any]:
         """chunks > 1: the chunks' partial counts summed, totals ≥ min_cooccurrence kept."""
-        paths = [self.work.path(self.chunk_step(chunk), "data") for chunk in range(int(self.co.chunks))]
+        paths = [self.run.work.path(chunk_step(chunk), "data") for chunk in range(int(self.co.chunks))]
         partials = self.spark.read.schema(kernels.PAIR_COUNT_DDL).parquet(*paths)
         kept = Observation("cooccurrence_kept")
         totals = transforms.combine_pair_counts(partials, self.co.min_cooccurrence, partitions)
@@ -191,44 +146,41 @@ class CooccurrenceRun:
         return _metrics(("pairs_kept",), kept)
 
     def final_counts(self) -> DataFrame:
-        step = self.chunk_step(0) if int(self.co.chunks) == 1 else "combined"
+        step = chunk_step(0) if int(self.co.chunks) == 1 else "combined"
         return self.read(step, kernels.PAIR_COUNT_DDL)
 
-    def publish(self, playlists_total: int) -> list[delta.StagedWrite]:
+    def publish(self, playlists_total: int) -> None:
         """Stage both gold tables: metrics and top-K on int ids, then decoded to string ids."""
         dictionary = self.read("dictionary", DICTIONARY_DDL)
         scored = transforms.pair_scores(
             transforms.with_marginals(self.final_counts(), dictionary, self.broadcast), F.lit(playlists_total)
         )
-        warehouse = self.config.paths.warehouse
-        staged: list[delta.StagedWrite] = []
-        try:
-            with phase(self.spark, "publish_pairs", self.phases):
-                pairs = transforms.decode(scored, dictionary, ("track_a", "track_b"), self.broadcast)
-                staged.append(delta.stage(conform(pairs, "gold", PAIRS_TABLE),
-                                          delta.table_path(warehouse, "gold", PAIRS_TABLE)))
-            with phase(self.spark, "publish_top", self.phases):
-                top = transforms.top_neighbours(scored, self.co.top_k, self.co.rank_by)
-                top = transforms.decode(top, dictionary, ("track_id", "neighbor_id"), self.broadcast)
-                staged.append(delta.stage(conform(top, "gold", TOP_TABLE),
-                                          delta.table_path(warehouse, "gold", TOP_TABLE)))
-        except BaseException:
-            delta.abort_all(staged)
-            raise
-        return staged
+        with self.run.timed("publish_pairs"):
+            self.run.write(PAIRS, transforms.decode(scored, dictionary, ("track_a", "track_b"), self.broadcast))
+        with self.run.timed("publish_top"):
+            top = transforms.top_neighbours(scored, self.co.top_k, self.co.rank_by)
+            self.run.write(TOP, transforms.decode(top, dictionary, ("track_id", "neighbor_id"), self.broadcast))
 
 
-def run(spark: SparkSession, config: Config) -> dict[str, Any]:
-    started = time.perf_counter()
-    co = config.cooccurrence
-    job = CooccurrenceRun(spark, config)
-    floor = int(config.spark.shuffle_partitions)
+def chunk_step(chunk: int) -> str:
+    return f"counts/chunk-{chunk:05d}"
 
-    found = job.step("playlists", job.playlists)
-    found |= job.step("dictionary", job.dictionary)
+
+def build(run: Run) -> None:
+    co = run.config.cooccurrence
+    if run.input_rows(SOURCE) == 0:
+        run.note(f"{SOURCE} is empty: both tables are written empty")
+        run.metrics.update(dict.fromkeys(SUMMARY_COUNTS, 0))
+        run.write_empty(PAIRS)
+        run.write_empty(TOP)
+        return
+    steps = Steps(run)
+    found = run.step("playlists", steps.playlists)
+    found |= run.step("dictionary", steps.dictionary)
+    floor = int(run.config.spark.shuffle_partitions)
     partitions = _tasks(int(co.pair_partitions), found["pairs_unpruned"] // int(co.chunks), PAIRS_PER_TASK, floor)
     chunk_metrics = [
-        job.step(job.chunk_step(chunk), lambda chunk=chunk: job.counts(chunk, partitions))
+        run.step(chunk_step(chunk), lambda chunk=chunk: steps.counts(chunk, partitions))
         for chunk in range(int(co.chunks))
     ]
     found["pairs_generated"] = sum(m["pairs_generated"] for m in chunk_metrics)
@@ -236,37 +188,28 @@ def run(spark: SparkSession, config: Config) -> dict[str, Any]:
     if int(co.chunks) == 1:
         found["pairs_kept"] = found["pair_counts_written"]
     else:
-        found |= job.step("combined", lambda: job.combined(partitions))
-    staged = job.publish(found["playlists_qualifying"])
-    try:
-        with phase(spark, "commit", job.phases):
-            versions = delta.commit_all(staged)
-    except BaseException:
-        delta.abort_all(staged)
-        raise
-    job.work.remove()
+        found |= run.step("combined", lambda: steps.combined(partitions))
+    steps.publish(found["playlists_qualifying"])
 
-    if found["rows_without_ids"]:
-        log.warning("%d row(s) of bronze/%s have a NULL playlist_id or track_id and belong to no playlist",
-                    found["rows_without_ids"], SOURCE_TABLE)
-    summary: dict[str, Any] = {
-        "seconds": round(time.perf_counter() - started, 2),
-        "source_version": job.source_version,
-        **{key: found[key] for key in (
-            "input_rows", "rows_without_ids", "playlists_qualifying", "playlist_tracks_qualifying", "tracks",
-            "tracks_kept", "pairs_unpruned", "pairs_generated", "pair_counts_written", "pairs_kept")},
-        "top_rows": staged[1].rows,
-        "chunks": int(co.chunks),
-        "pair_partitions": partitions,
-        "resumed_steps": job.resumed,
-        "shuffle_write_bytes": sum(p.get("shuffle_write_bytes", 0) for p in job.phases.values()),
-        "versions": {PAIRS_TABLE: versions[0], TOP_TABLE: versions[1]},
-        "phases": job.phases,
-    }
-    log.info(
-        "cooccurrence: N=%d playlists, %d tracks (%d kept), %d pairs generated, %d kept, %d top rows; "
-        "shuffle %.1f MB; %.1f s",
-        summary["playlists_qualifying"], summary["tracks"], summary["tracks_kept"], summary["pairs_generated"],
-        summary["pairs_kept"], summary["top_rows"], summary["shuffle_write_bytes"] / 1e6, summary["seconds"],
-    )
-    return summary
+    run.left_out(SOURCE, "NULL playlist_id or track_id", found["rows_without_ids"])
+    run.metrics.update({key: found[key] for key in SUMMARY_COUNTS})
+    run.metrics.update({
+        "chunks": int(co.chunks), "pair_partitions": partitions,
+        "shuffle_write_bytes": sum(d.get("shuffle_write_bytes", 0) for d in run.step_detail.values()),
+    })
+
+
+JOB = JobSpec(
+    name="cooccurrence",
+    body=build,
+    inputs=(Input(SOURCE, SOURCE_COLUMNS),),
+    outputs=(PAIRS, TOP),
+    config_sections=("cooccurrence",),
+)
+
+
+def run(spark: Any, config: Any) -> dict[str, Any]:
+    """Notebook and test entry point: the job through the frame; returns the summary."""
+    from lib.job import execute
+
+    return execute(JOB, spark, config)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,9 +30,10 @@ from jobs.ingest.track_lookup import ID_PAIRS, ArtistLinks, ParquetFiles, TrackA
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
+from lib.job import JobSpec, Run
 from lib.log import get_logger
-from lib.rejects import RejectSink, counts_by_reason, split_rejects
-from lib.schemas import conform, contract
+from lib.rejects import REJECTS_TABLE, RejectSink, counts_by_reason, split_rejects
+from lib.schemas import BRONZE, contract
 from lib.sources import mbdump
 from lib.sources.sqlite import (
     Landing,
@@ -96,20 +96,32 @@ def prepare_spotify(config: Config) -> dict[str, Path]:
 
 @dataclass
 class IngestRun:
-    """One ingest: SQLite tables are landed as Parquet by executor tasks (``land``), straight into a
-    bronze table's staging folder when the rows need no Spark transformation, else into a landing folder
-    under ``paths.work`` that Spark then reads to resolve links; every result is staged, and committed
-    together at the end."""
+    """One ingest on the frame's ``Run``: SQLite tables are landed as Parquet by executor tasks (``land``),
+    straight into a bronze table's staging folder when the rows need no Spark transformation, else into a
+    landing folder under ``paths.work`` that Spark then reads to resolve links; every result is staged on the
+    frame, which commits them together at the end."""
 
-    spark: SparkSession
-    config: Config
+    frame: Run
     sink: RejectSink
     landing_dir: str
-    staged: dict[str, delta.StagedWrite] = field(default_factory=dict)
     read_stats: dict[str, RangeStats] = field(default_factory=dict)
     observed: dict[str, Observation] = field(default_factory=dict)
     pending: dict[str, tuple[delta.WritePlan, str]] = field(default_factory=dict)  # bronze files being landed
     noted: dict[str, dict[str, int]] = field(default_factory=dict)  # counts found outside the tasks
+
+    @property
+    def spark(self) -> SparkSession:
+        assert self.frame.spark is not None
+        return self.frame.spark
+
+    @property
+    def config(self) -> Config:
+        return self.frame.config
+
+    @property
+    def staged(self) -> dict[str, delta.StagedWrite]:
+        """The bronze tables staged so far, by bare name."""
+        return {table.partition("/")[2]: staged for table, staged in self.frame.staged.items()}
 
     @property
     def stats_dir(self) -> str:
@@ -151,7 +163,7 @@ class IngestRun:
         for landing in landings:
             if landing.query.name in self.pending:
                 plan, write_id = self.pending.pop(landing.query.name)
-                self.staged[landing.query.name] = delta.stage_files(plan, write_id)
+                self.frame.add_staged(f"bronze/{landing.query.name}", delta.stage_files(plan, write_id))
 
     def landed(self, query: RangeQuery) -> DataFrame:
         schema = query.spark_schema()
@@ -161,14 +173,10 @@ class IngestRun:
         return self.spark.read.schema(schema).parquet(files.folder)
 
     def stage(self, table: str, frame: DataFrame) -> delta.StagedWrite:
-        started = time.perf_counter()
-        staged = delta.stage(conform(frame, "bronze", table), self.uri(table), mode="overwrite")
-        self.staged[table] = staged
-        log.info("staged bronze/%s: %d rows in %.1f s", table, staged.rows, time.perf_counter() - started)
-        return staged
+        return self.frame.write(f"bronze/{table}", frame)
 
     def staged_frame(self, table: str, *columns: str) -> DataFrame:
-        return delta.read_staged(self.spark, self.staged[table]).select(*columns)
+        return self.frame.read_staged(f"bronze/{table}").select(*columns)
 
     def observe(self, name: str, frame: DataFrame, *metrics: Any) -> DataFrame:
         observation = Observation(name)
@@ -176,11 +184,10 @@ class IngestRun:
         return frame.observe(observation, *metrics)
 
     def discard(self) -> None:
-        """After a failure: no staged or half-landed file stays behind."""
-        delta.abort_all(self.staged.values())
+        """After a failure: no half-landed file stays behind (the frame aborts what was staged)."""
         for plan, write_id in self.pending.values():
             delta.drop_staging(plan.uri, write_id)
-        shutil.rmtree(self.landing_dir, ignore_errors=True)
+        shutil.rmtree(self.sink.staging_dir, ignore_errors=True)
 
 
 def alongside(spark: SparkSession, main: Callable[[], None], side: Callable[[], None]) -> None:
@@ -307,52 +314,60 @@ def ingest_musicbrainz(run: IngestRun, dump: mbdump.MbDump) -> None:
 # ----------------------------------------------------------------------------------------------
 # The job
 
+# Counts the readers note about kept rows, and which of them are links that did not make it.
+LINKS_LEFT_OUT = (transforms.LINKS_ORPHANED, transforms.ARTISTS_UNRESOLVED, transforms.ALBUM_UNRESOLVED)
+OUTPUTS = (*(f"bronze/{table}" for table in BRONZE), f"bronze/{REJECTS_TABLE}")
 
-def run(spark: SparkSession, config: Config) -> dict[str, Any]:
-    started = time.perf_counter()
-    files = prepare_spotify(config)
-    dump = mbdump.locate(Path(config.paths.musicbrainz), Path(config.paths.work) / "unpacked")
-    log.info("inputs checked in %.1f s (%s layout; mbdump isrc layout %s)",
-             time.perf_counter() - started, config.paths.spotify_layout, dump.isrc_layout)
 
-    run_id = uuid.uuid4().hex[:12]
-    landing_dir = str(Path(config.paths.work).resolve() / "ingest-landing" / run_id)
-    run_state = IngestRun(spark, config, RejectSink.new(config.paths.warehouse, run_id), landing_dir)
-    rejects_staged: delta.StagedWrite | None = None
+def build(frame: Run) -> None:
+    config = frame.config
+    with frame.timed("preflight"):
+        files = prepare_spotify(config)
+        dump = mbdump.locate(Path(config.paths.musicbrainz), Path(config.paths.work) / "unpacked")
+    log.info("inputs checked (%s layout; mbdump isrc layout %s)", config.paths.spotify_layout, dump.isrc_layout)
+    frame.metrics["inputs"] = {"spotify_layout": config.paths.spotify_layout, "mbdump_isrc_layout": dump.isrc_layout,
+                               "files": {key: str(path) for key, path in files.items()}}
+
+    landing_dir = str(Path(config.paths.work).resolve() / "ingest-landing" / frame.run_id[:12])
+    run = IngestRun(frame, RejectSink.new(config.paths.warehouse, frame.run_id[:12]), landing_dir)
     try:
         spotify = ingest_real if config.paths.spotify_layout == "real" else ingest_spec
-        alongside(spark, lambda: spotify(run_state, files), lambda: ingest_musicbrainz(run_state, dump))
-        for name in run_state.read_stats:
-            run_state.read_stats[name] = collect_stats(run_state.stats_dir, name)
-        rejects_staged = run_state.sink.stage(spark, sorted({*run_state.staged, *run_state.read_stats}))
-        rejected = counts_by_reason(spark, rejects_staged)
-        versions = delta.commit_all([*run_state.staged.values(), rejects_staged])
+        with frame.timed("land_and_stage"):
+            alongside(run.spark, lambda: spotify(run, files), lambda: ingest_musicbrainz(run, dump))
+        for name in run.read_stats:
+            run.read_stats[name] = collect_stats(run.stats_dir, name)
+        with frame.timed("quarantine"):
+            rejects = frame.add_staged(f"bronze/{REJECTS_TABLE}",
+                                       run.sink.stage(run.spark, sorted({*run.staged, *run.read_stats})))
+            rejected = counts_by_reason(run.spark, rejects)
     except BaseException:
-        run_state.discard()
-        delta.abort_all([rejects_staged] if rejects_staged else [])
-        shutil.rmtree(run_state.sink.staging_dir, ignore_errors=True)
+        run.discard()
         raise
     finally:
         shutil.rmtree(landing_dir, ignore_errors=True)
-    return _summary(run_state, rejected, versions, time.perf_counter() - started)
+    _summarize(run, rejected)
 
 
-def _summary(run: IngestRun, rejected: dict[str, dict[str, int]], versions: list[int], seconds: float
-             ) -> dict[str, Any]:
+def _summarize(run: IngestRun, rejected: dict[str, dict[str, int]]) -> None:
+    """Per table: rows read, kept, left out by reason (excluded by design, rejected, unresolved links) and
+    noted counts of kept rows; left-out rows also go to the frame's ``left_out``."""
+    frame = run.frame
     tables: dict[str, Any] = {}
-    names = sorted({*run.staged, *run.read_stats})
-    for name in names:
+    for name in sorted({*run.staged, *run.read_stats}):
         stats = run.read_stats.get(name)
         entry: dict[str, Any] = {}
         if name in run.staged:
             entry["rows"] = run.staged[name].rows
-            entry["version"] = run.staged[name].committed_version
         if stats is not None:
             entry["rows_read"] = stats.read
             if stats.excluded:
                 entry["excluded"] = stats.excluded
+                for reason, rows in stats.excluded.items():
+                    frame.left_out(f"bronze/{name}", f"excluded: {reason}", rows)
         if rejected.get(name):
             entry["rejected"] = rejected[name]
+            for reason, rows in rejected[name].items():
+                frame.left_out(f"bronze/{name}", f"rejected: {reason}", rows)
         noted: dict[str, int] = {}
         for counts in (stats.noted if stats else {}, run.noted.get(name, {}),
                        observed_counts(run.observed[name]) if name in run.observed else {}):
@@ -360,10 +375,20 @@ def _summary(run: IngestRun, rejected: dict[str, dict[str, int]], versions: list
                 noted[what] = noted.get(what, 0) + count
         if any(noted.values()):
             entry["noted"] = {k: v for k, v in noted.items() if v}
+            for what in LINKS_LEFT_OUT:
+                frame.left_out(f"bronze/{name}", what, noted.get(what, 0))
+        if entry.get("rows") == 0:
+            frame.note(f"bronze/{name} is empty (its source table has no rows)")
         tables[name] = entry
-    return {
-        "seconds": round(seconds, 1),
-        "tables": tables,
-        "rejects_version": versions[-1] if versions else None,
-        "rows_total": sum(s.rows for s in run.staged.values()),
-    }
+    frame.metrics["tables"] = tables
+    frame.metrics["rows_total"] = sum(s.rows for s in run.staged.values())
+
+
+JOB = JobSpec(name="ingest", body=build, outputs=OUTPUTS, config_sections=("ingest",))
+
+
+def run(spark: SparkSession, config: Config) -> dict[str, Any]:
+    """Notebook and test entry point: the job through the frame; returns the summary."""
+    from lib.job import execute
+
+    return execute(JOB, spark, config)

@@ -1,4 +1,5 @@
-"""pipeline: every job in dependency order in one SparkSession, each recorded in gold/_runs.
+"""pipeline: every job in dependency order in one SparkSession, each through the job frame and recorded in
+gold/_runs, plus one record of the pipeline itself.
 
 The sample dump is generated first when ``paths.spotify`` holds no dump yet (so the quick start is
 one command on a fresh clone); an existing dump, generated or real, is used as it is.
@@ -6,17 +7,15 @@ one command on a fresh clone); an existing dump, generated or real, is used as i
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
-
-from pyspark.sql import SparkSession
 
 from jobs import JOBS
 from jobs.ingest.sources import REAL_FILES, SPEC_FILES
 from lib.config import Config
+from lib.job import JobSpec, Run, execute, merge_left_out
 from lib.log import get_logger
-from lib.runs import run_job
+from lib.runs import load_job
 
 log = get_logger("pipeline")
 
@@ -30,14 +29,32 @@ def dump_present(config: Config) -> bool:
     return all((folder / n).is_file() or (folder / f"{n}.zst").is_file() for n in names.values())
 
 
-def run(spark: SparkSession, config: Config) -> dict[str, Any]:
-    started = time.perf_counter()
-    results: dict[str, Any] = {}
-    if not dump_present(config):
-        log.info("no dump in %s: generating the sample first", config.paths.spotify)
-        results["sample"] = run_job(spark, config, "sample")
-    for name in ORDER:
-        if name in JOBS:
-            results[name] = run_job(spark, config, name)
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    return results
+def planned_jobs(config: Config) -> list[str]:
+    jobs = [] if dump_present(config) else ["sample"]
+    return jobs + [name for name in ORDER if name in JOBS]
+
+
+def build(run: Run) -> None:
+    jobs: dict[str, dict[str, Any]] = {}
+    run.metrics["jobs"] = jobs
+    for name in planned_jobs(run.config):
+        if name == "sample":
+            run.note(f"no dump in {run.config.paths.spotify}: generated the sample first")
+        summary = execute(load_job(name).JOB, run.spark, run.config)
+        jobs[name] = {
+            "status": summary["status"], "seconds": summary["seconds"], "run_id": summary["run_id"],
+            "rows_out": sum((o.get("rows") or 0) for o in summary["outputs"].values()),
+            "rows_left_out": sum(sum(r.values()) for r in summary["left_out"].values()),
+            "outputs": summary["outputs"],
+        }
+        run.steps[name] = summary["seconds"]
+        merge_left_out(run.left, summary["left_out"])
+        run.notes.extend(f"{name}: {note}" for note in summary["notes"])
+
+
+JOB = JobSpec(name="pipeline", body=build)
+
+
+def run(spark: Any, config: Config) -> dict[str, Any]:
+    """Notebook and test entry point: every job in order; returns the pipeline's summary."""
+    return execute(JOB, spark, config)

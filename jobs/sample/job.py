@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from jobs.sample.generator import MANIFEST, SampleSpec, generate
+from lib.job import JobSpec, Run
 
 
 def spec_from_config(config: Any) -> SampleSpec:
@@ -21,21 +21,18 @@ def spec_from_config(config: Any) -> SampleSpec:
     )
 
 
-def run(spark: Any, config: Any) -> dict:
+def build(run: Run) -> None:
     """Generate the sample dump described by ``config.sample`` into ``paths.spotify`` / ``paths.musicbrainz``.
 
-    ``spark`` is unused on purpose: the outputs are SQLite files, which take a single writer, and the rows
-    are produced by vectorised numpy/Arrow code on the driver (2M tracks: ~80 s of CPU), so
-    distributing the work would only add shuffles in front of one file handle. The argument keeps the
-    common ``run(spark, config)`` job signature.
+    Spark is not used on purpose: the outputs are SQLite files, which take a single writer, and the rows
+    are produced by vectorised numpy/Arrow code on the driver (2M tracks: ~80 s of CPU), so distributing
+    the work would only add shuffles in front of one file handle.
     """
-    spec = spec_from_config(config)
-    spotify, musicbrainz = Path(config.paths.spotify), Path(config.paths.musicbrainz)
-    started = time.perf_counter()
-    manifest = generate(spotify, musicbrainz, spec)
-    return {
-        "job": "sample",
-        "seconds": round(time.perf_counter() - started, 3),
+    spec = spec_from_config(run.config)
+    spotify, musicbrainz = Path(run.config.paths.spotify), Path(run.config.paths.musicbrainz)
+    with run.timed("generate"):
+        manifest = generate(spotify, musicbrainz, spec)
+    run.metrics.update({
         "layout": spec.layout,
         "tracks": manifest["tracks"]["rows"],
         "artists": manifest["artists"]["rows"],
@@ -46,4 +43,15 @@ def run(spark: Any, config: Any) -> dict:
         "spotify_files": [str(spotify / name) for name in manifest["files"]["spotify"]],
         "musicbrainz_dir": str(musicbrainz / "mbdump"),
         "manifest": str(spotify / MANIFEST),
-    }
+    })
+    run.note(f"sample dump written to {spotify} and {musicbrainz / 'mbdump'}")
+
+
+JOB = JobSpec(name="sample", body=build, config_sections=("sample",))
+
+
+def run(spark: Any, config: Any) -> dict[str, Any]:
+    """Notebook and test entry point (``spark`` may be None: the generator does not use it)."""
+    from lib.job import execute
+
+    return execute(JOB, spark, config)

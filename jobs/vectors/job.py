@@ -21,38 +21,24 @@ With ``vectors.hybrid`` audio_vectors also carries ``hybrid_vector`` (``hybrid``
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
-
 from jobs.vectors import knn, transforms
-from lib import delta
 from lib.config import Config
-from lib.errors import InputError, JobError
-from lib.log import get_logger
-from lib.schemas import conform
+from lib.job import Input, JobSpec, Run
 from lib.spark import observed_counts
 
-log = get_logger("vectors")
-
 BRONZE_INPUTS = ("spotify_audio_features", "spotify_tracks", "spotify_artists", "spotify_albums")
-XREF_TABLE = "spotify_mbid_xref"
+XREF = "gold/spotify_mbid_xref"
 XREF_COLUMNS = ("spotify_id", "mbid", "match_confidence")
-
-
-def read_inputs(spark: SparkSession, config: Config) -> tuple[dict[str, DataFrame], DataFrame | None]:
-    warehouse = config.paths.warehouse
-    bronze = {
-        name: delta.read_input(spark, delta.table_path(warehouse, "bronze", name)) for name in BRONZE_INPUTS
-    }
-    xref_uri = delta.table_path(warehouse, "gold", XREF_TABLE)
-    xref = delta.read(spark, xref_uri) if delta.exists(xref_uri) else None
-    if xref is not None:
-        missing = [c for c in XREF_COLUMNS if c not in xref.columns]
-        if missing:
-            raise InputError(f"{xref_uri}: no column(s) {', '.join(missing)} (contract of gold/{XREF_TABLE})")
-    return bronze, xref
+# transforms.audio_vectors' duplicate counters → the table whose rows they count
+DUPLICATES_OF = {
+    "feature_duplicates": "bronze/spotify_audio_features", "track_duplicates": "bronze/spotify_tracks",
+    "artist_duplicates": "bronze/spotify_artists", "album_duplicates": "bronze/spotify_albums",
+    "xref_duplicates": XREF,
+}
+VECTORS = "gold/audio_vectors"
+SIMILAR = "gold/precomputed_similar"
 
 
 def search_options(config: Config) -> knn.SearchOptions:
@@ -67,11 +53,16 @@ def search_options(config: Config) -> knn.SearchOptions:
     )
 
 
-def run(spark: SparkSession, config: Config) -> dict[str, Any]:
-    started = time.perf_counter()
-    if config.similar.vector == "hybrid" and not config.vectors.hybrid:
-        raise JobError("config key 'similar.vector' is 'hybrid' but 'vectors.hybrid' is false (no hybrid vectors)")
-    bronze, xref = read_inputs(spark, config)
+def build(run: Run) -> None:
+    config = run.config
+    assert run.spark is not None
+    if run.input_rows("bronze/spotify_audio_features") == 0:
+        run.note("bronze/spotify_audio_features is empty: both tables are written empty")
+        run.write_empty(VECTORS)
+        run.write_empty(SIMILAR)
+        return
+    bronze = {name: run.input(f"bronze/{name}") for name in BRONZE_INPUTS}
+    xref = run.input(XREF) if run.has_input(XREF) else None
     vectors, observations = transforms.audio_vectors(
         bronze["spotify_audio_features"],
         bronze["spotify_tracks"],
@@ -86,54 +77,43 @@ def run(spark: SparkSession, config: Config) -> dict[str, Any]:
 
         vectors = hybrid.with_hybrid_vectors(vectors, config.vectors.hybrid_text_weight)
     column = "hybrid_vector" if config.similar.vector == "hybrid" else "vector"
-    warehouse = config.paths.warehouse
-    staged: list[delta.StagedWrite] = []
-    try:
-        vectors_uri = delta.table_path(warehouse, "gold", "audio_vectors")
-        staged.append(delta.stage(conform(vectors, "gold", "audio_vectors"), vectors_uri))
-        vectors_seconds = time.perf_counter() - started
-        log.info("staged gold/audio_vectors: %d rows in %.1f s", staged[0].rows, vectors_seconds)
-
-        knn_started = time.perf_counter()
-        written = delta.read_staged(spark, staged[0])
+    with run.timed("audio_vectors"):
+        vectors_staged = run.write(VECTORS, vectors)
+    with run.timed("precomputed_similar"):
+        written = run.read_staged(VECTORS)
         similar, plan = knn.exact_top_k(
-            spark,
+            run.spark,
             transforms.seeds(written, config.similar.seed_count, column),
             transforms.candidates(written, column),
             search_options(config),
         )
-        similar_uri = delta.table_path(warehouse, "gold", "precomputed_similar")
-        staged.append(delta.stage(conform(similar, "gold", "precomputed_similar"), similar_uri))
-        knn_seconds = time.perf_counter() - knn_started
-        log.info(
-            "staged gold/precomputed_similar: %d rows (%d seeds × top %d of %d tier-A candidates, "
-            "broadcast %s, %d blocks) in %.1f s",
-            staged[1].rows, plan.seeds, config.similar.top_k, plan.candidates, plan.broadcast, plan.blocks,
-            knn_seconds,
-        )
-        versions = delta.commit_all(staged)
-    except BaseException:
-        delta.abort_all(staged)
-        raise
-
+        run.write(SIMILAR, similar)
     totals = observed_counts(observations.pop("totals"))
-    summary: dict[str, Any] = {
-        "audio_vectors": {"rows": staged[0].rows, "version": versions[0], **totals},
-        **{name: observed_counts(obs, ("duplicates",))["duplicates"] for name, obs in observations.items()},
+    duplicates = {name: observed_counts(obs, ("duplicates",))["duplicates"] for name, obs in observations.items()}
+    for name, rows in duplicates.items():
+        run.left_out(DUPLICATES_OF[name], "duplicate id (one row used)", rows)
+    run.metrics.update({
+        "audio_vectors": {"rows": vectors_staged.rows, **totals},
+        "duplicates": duplicates,
         "precomputed_similar": {
-            "rows": staged[1].rows,
-            "version": versions[1],
-            "seeds": plan.seeds,
-            "candidates": plan.candidates,
-            "broadcast": plan.broadcast,
-            "blocks": plan.blocks,
-            "vector": column,
-            **plan.kernel_stats(),
+            "seeds": plan.seeds, "candidates": plan.candidates, "broadcast": plan.broadcast, "blocks": plan.blocks,
+            "vector": column, **plan.kernel_stats(),
         },
-        "seconds": {
-            "audio_vectors": round(vectors_seconds, 2),
-            "precomputed_similar": round(knn_seconds, 2),
-            "total": round(time.perf_counter() - started, 2),
-        },
-    }
-    return summary
+    })
+
+
+JOB = JobSpec(
+    name="vectors",
+    body=build,
+    inputs=(*(Input(f"bronze/{name}") for name in BRONZE_INPUTS),
+            Input(XREF, XREF_COLUMNS, optional=True, hint="run xref first (contract of gold/spotify_mbid_xref)")),
+    outputs=(VECTORS, SIMILAR),
+    config_sections=("vectors", "similar"),
+)
+
+
+def run(spark: Any, config: Any) -> dict[str, Any]:
+    """Notebook and test entry point: the job through the frame; returns the summary."""
+    from lib.job import execute
+
+    return execute(JOB, spark, config)

@@ -8,23 +8,18 @@ candidates) and the blocks the metadata tier skipped.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from jobs.xref import transforms
-from lib import delta
-from lib.config import Config
-from lib.log import get_logger
+from lib.job import Input, JobSpec, Run
 from lib.schemas import conform
 from lib.spark import observed_counts
 
-log = get_logger("xref")
-
-OUTPUT = "spotify_mbid_xref"
+OUTPUT = "gold/spotify_mbid_xref"
 INPUTS: dict[str, tuple[str, ...]] = {
     "spotify_tracks": ("track_id", "name", "artist_ids", "isrc", "duration_ms"),
     "spotify_artists": ("artist_id", "name"),
@@ -35,17 +30,9 @@ INPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def read_inputs(spark: SparkSession, config: Config) -> dict[str, DataFrame]:
-    """The bronze tables, checked for existence and the columns this job reads."""
-    return {
-        table: delta.read_input(spark, delta.table_path(config.paths.warehouse, "bronze", table), columns)
-        for table, columns in INPUTS.items()
-    }
-
-
-def build(frames: dict[str, DataFrame], settings: transforms.MatchSettings,
-          observations: dict[str, Observation] | None = None, persisted: list[DataFrame] | None = None
-          ) -> DataFrame:
+def build_frame(frames: dict[str, DataFrame], settings: transforms.MatchSettings,
+                observations: dict[str, Observation] | None = None, persisted: list[DataFrame] | None = None
+                ) -> DataFrame:
     """The gold table's rows (contract columns first) from the bronze frames. With ``persisted`` (a list the
     caller unpersists when done), the prepared MB recordings are kept after first use: the ISRC tier and
     both metadata passes read them, and their keys would otherwise be computed three times."""
@@ -56,32 +43,50 @@ def build(frames: dict[str, DataFrame], settings: transforms.MatchSettings,
         recordings = recordings.persist(StorageLevel.MEMORY_AND_DISK)
         persisted.append(recordings)
     codes = transforms.isrc_codes(frames["mb_isrc"])
-    return conform(transforms.cross_reference(tracks, codes, recordings, settings, observations), "gold", OUTPUT)
+    return conform(transforms.cross_reference(tracks, codes, recordings, settings, observations), "gold",
+                   "spotify_mbid_xref")
 
 
-def run(spark: SparkSession, config: Config) -> dict[str, Any]:
-    started = time.perf_counter()
-    settings = transforms.MatchSettings.from_config(config.xref)
-    frames = read_inputs(spark, config)
+def build(run: Run) -> None:
+    settings = transforms.MatchSettings.from_config(run.config.xref)
+    run.metrics["settings"] = settings.__dict__
+    if run.input_rows("bronze/spotify_tracks") == 0:
+        run.note("bronze/spotify_tracks is empty: gold/spotify_mbid_xref is written empty")
+        run.write_empty(OUTPUT)
+        return
+    frames = {table: run.input(f"bronze/{table}") for table in INPUTS}
     observations = {"exact_blocks": Observation("xref_exact_blocks")}
     if settings.fuzzy_titles:
         observations["fuzzy_blocks"] = Observation("xref_fuzzy_blocks")
-    uri = delta.table_path(config.paths.warehouse, "gold", OUTPUT)
     persisted: list[DataFrame] = []
     try:
-        version = delta.write(build(frames, settings, observations, persisted), uri, mode="overwrite")
+        with run.timed("match"):
+            run.write(OUTPUT, build_frame(frames, settings, observations, persisted))
     finally:
         for frame in persisted:
             frame.unpersist()
-    written = time.perf_counter() - started
-    log.info("wrote gold/%s version %d in %.1f s", OUTPUT, version, written)
-    summary = summarize(delta.read(spark, uri), transforms.isrc_codes(frames["mb_isrc"]))
-    summary["blocks"] = {
-        name: observed_counts(obs) for name, obs in observations.items()
-    }
-    summary.update({"version": version, "seconds": round(time.perf_counter() - started, 1),
-                    "seconds_write": round(written, 1), "settings": settings.__dict__})
-    return summary
+    with run.timed("summarize"):
+        figures = summarize(run.read_staged(OUTPUT), transforms.isrc_codes(frames["mb_isrc"]))
+    figures["blocks"] = {name: observed_counts(obs) for name, obs in observations.items()}
+    run.metrics.update(figures)
+    for reason, rows in figures["no_match_reasons"].items():
+        run.left_out(OUTPUT, f"no match: {reason}", rows)
+
+
+JOB = JobSpec(
+    name="xref",
+    body=build,
+    inputs=tuple(Input(f"bronze/{table}", columns) for table, columns in INPUTS.items()),
+    outputs=(OUTPUT,),
+    config_sections=("xref",),
+)
+
+
+def run(spark: Any, config: Any) -> dict[str, Any]:
+    """Notebook and test entry point: the job through the frame; returns the summary."""
+    from lib.job import execute
+
+    return execute(JOB, spark, config)
 
 
 def summarize(xref: DataFrame, codes: DataFrame) -> dict[str, Any]:

@@ -54,7 +54,6 @@ from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 
 from jobs.xref import text
-from lib.config import ConfigError
 
 # Spec / issue constants.
 ISRC_EXACT, ISRC_FUZZY, METADATA_MATCH, NO_MATCH = "isrc_exact", "isrc_fuzzy", "metadata_match", "no_match"
@@ -87,14 +86,7 @@ class MatchSettings:
 
     @classmethod
     def from_config(cls, section: Any) -> MatchSettings:
-        """From config section ``xref``; relations between keys are checked here (the schema checks each
-        key alone)."""
-        if section.duration_tolerance_s > section.max_duration_gap_s:
-            raise ConfigError(f"config key 'xref.duration_tolerance_s' ({section.duration_tolerance_s:g}) exceeds "
-                              f"'xref.max_duration_gap_s' ({section.max_duration_gap_s:g})")
-        for key in ("unknown_duration_factor", "min_confidence"):
-            if section[key] > 1:
-                raise ConfigError(f"config key 'xref.{key}' must lie in 0..1; got {section[key]:g}")
+        """From config section ``xref`` (its relations are checked in lib/config.py, before Spark starts)."""
         return cls(
             duration_tolerance_ms=round(section.duration_tolerance_s * 1000),
             max_duration_gap_ms=round(section.max_duration_gap_s * 1000),

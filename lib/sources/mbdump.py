@@ -91,7 +91,8 @@ def _extract(archive: Path, work_dir: Path) -> Path:
 def locate(musicbrainz_dir: Path, work_dir: Path) -> MbDump:
     """Find the dump: ``<dir>/mbdump/``, the table files in ``<dir>`` itself, or ``<dir>/mbdump.tar.bz2``."""
     candidates = [musicbrainz_dir / "mbdump", musicbrainz_dir]
-    folder = next((c for c in candidates if c.is_dir() and _has_table(c, "isrc")), None)
+    # A folder holding any of the table files is the dump, so a missing file is named rather than the folder.
+    folder = next((c for c in candidates if c.is_dir() and any(_has_table(c, t) for t in TABLES)), None)
     if folder is None:
         archives = sorted(musicbrainz_dir.glob("mbdump*.tar.bz2")) if musicbrainz_dir.is_dir() else []
         archive = archives[0] if archives else None

@@ -13,10 +13,12 @@ from jobs.cooccurrence import job, transforms
 from jobs.cooccurrence.reference import g_squared, naive_pair_table, reference_tables
 from lib import delta
 from lib.errors import InputError
-from lib.schemas import BRONZE, GOLD, conform
+from lib.schemas import BRONZE, conform
+from tests.support.configs import make_config
+from tests.support.contracts import contract_columns
 
-PAIR_COLUMNS = [c.split(" ")[0] for c in GOLD["playlist_cooccurrence"].split(", ")]
-TOP_COLUMNS = [c.split(" ")[0] for c in GOLD["cooccurrence_top"].split(", ")]
+PAIR_COLUMNS = contract_columns("gold", "playlist_cooccurrence")
+TOP_COLUMNS = contract_columns("gold", "cooccurrence_top")
 METRICS = ("pmi_score", "jaccard_score", "score", "llr_score")
 
 
@@ -35,10 +37,15 @@ def gold(spark, config, table: str) -> list[dict]:
     return [row.asDict() for row in frame.collect()]
 
 
+def figures(summary: dict) -> dict:
+    """The job's counts (summary metrics) plus the rows of its top table."""
+    return {**summary["metrics"], "top_rows": summary["outputs"]["gold/cooccurrence_top"]["rows"]}
+
+
 def run(spark, config, rows, **settings):
     config = config.with_overrides({f"cooccurrence.{key}": value for key, value in settings.items()})
     write_bronze(spark, config, rows)
-    summary = job.run(spark, config)
+    summary = figures(job.run(spark, config))
     return summary, gold(spark, config, "playlist_cooccurrence"), gold(spark, config, "cooccurrence_top")
 
 
@@ -65,12 +72,7 @@ TINY_SETTINGS = {"min_playlist_size": 2, "max_playlist_size": 10, "min_cooccurre
 
 @pytest.fixture(scope="module")
 def tiny(spark, tmp_path_factory):
-    from lib.config import load_config
-
-    base = tmp_path_factory.mktemp("cooc_tiny")
-    config = load_config(use_default_file=False, base_dir=base).with_overrides(
-        {"spark.shuffle_partitions": 2}, base_dir=base
-    )
+    config = make_config(tmp_path_factory.mktemp("cooc_tiny"))
     return run(spark, config, TINY, **TINY_SETTINGS)
 
 
@@ -243,10 +245,10 @@ def test_chunked_run_resumes_after_a_failure_and_equals_reference(spark, config,
         raise RuntimeError("simulated failure while publishing")
 
     with monkeypatch.context() as patch:
-        patch.setattr(job.CooccurrenceRun, "publish", fail)
+        patch.setattr(job.Steps, "publish", fail)
         with pytest.raises(RuntimeError, match="simulated"):
             job.run(spark, config)
-    summary = job.run(spark, config)
+    summary = figures(job.run(spark, config))
     assert summary["resumed_steps"] == [
         "playlists", "dictionary", "counts/chunk-00000", "counts/chunk-00001", "counts/chunk-00002", "combined"
     ]

@@ -13,7 +13,7 @@ from chispa import assert_df_equality
 from jobs.ingest import job as ingest
 from jobs.sample.generator import MANIFEST, SampleSpec, generate
 from lib import delta
-from lib.config import load_config
+from tests.support.configs import make_config
 
 TRACKS = 2000
 
@@ -21,12 +21,8 @@ TRACKS = 2000
 def _ingest(spark, root: Path, spec: SampleSpec):
     generate(root / "spotify", root / "musicbrainz", spec)
     manifest = json.loads((root / "spotify" / MANIFEST).read_text())
-    config = load_config(use_default_file=False, base_dir=root).with_overrides({
-        "paths.spotify": str(root / "spotify"), "paths.musicbrainz": str(root / "musicbrainz"),
-        "paths.warehouse": str(root / "warehouse"), "paths.work": str(root / "work"),
-        "paths.spotify_layout": spec.layout, "ingest.rows_per_task": 5000,
-    })
-    summary = ingest.run(spark, config)
+    config = make_config(root, paths__spotify_layout=spec.layout, ingest__rows_per_task=5000)
+    summary = ingest.run(spark, config)["metrics"]
     return config, manifest, summary
 
 

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from jobs.ingest import job as ingest
 from lib import delta
 from lib.cli import check_tables
-from lib.config import load_config
+from tests.support.configs import make_config
 from tests.support.real_dump import REAL_NAMES, build_real_dump
 
 MB_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "musicbrainz"
@@ -45,11 +45,7 @@ def change_the_dump(folder: Path) -> None:
 def test_reingest_then_a_failed_reingest_keep_every_version(spark, tmp_path, monkeypatch):
     spotify = tmp_path / "spotify"
     build_real_dump(spotify)
-    cfg = load_config(use_default_file=False, base_dir=tmp_path).with_overrides({
-        "paths.spotify": str(spotify), "paths.musicbrainz": str(MB_FIXTURE),
-        "paths.warehouse": str(tmp_path / "warehouse"), "paths.work": str(tmp_path / "work"),
-        "ingest.rows_per_task": 100, "spark.shuffle_partitions": 2,
-    })
+    cfg = make_config(tmp_path, paths__musicbrainz=str(MB_FIXTURE), ingest__rows_per_task=100)
     ingest.run(spark, cfg)
     first = snapshot(cfg.paths.warehouse)
     assert first and all(delta.version(uri) == 0 for uri in first)
@@ -86,10 +82,7 @@ def test_a_table_folder_that_is_a_file_stops_ingest_before_any_table_changes(spa
     spotify = tmp_path / "spotify"
     build_real_dump(spotify)
     warehouse = tmp_path / "warehouse"
-    cfg = load_config(use_default_file=False, base_dir=tmp_path).with_overrides({
-        "paths.spotify": str(spotify), "paths.musicbrainz": str(MB_FIXTURE),
-        "paths.warehouse": str(warehouse), "paths.work": str(tmp_path / "work"), "spark.shuffle_partitions": 2,
-    })
+    cfg = make_config(tmp_path, paths__musicbrainz=str(MB_FIXTURE))
     other = delta.table_path(str(warehouse), "gold", "unrelated")
     delta.write(spark.createDataFrame([(1, "kept")], "id long, name string"), other)
     blocker = Path(delta.table_path(str(warehouse), "bronze", "spotify_albums"))

@@ -562,7 +562,7 @@ def test_job_run_uses_the_config(config: object) -> None:
     from jobs.sample.job import run
 
     cfg = config.with_overrides({"sample.tracks": 600, "sample.seed": 11, "sample.playlists": 50})
-    summary = run(None, cfg)
+    summary = run(None, cfg)["metrics"]
     assert summary["tracks"] == 600 + 5 and summary["playlists"] == 50
     manifest = json.loads(Path(summary["manifest"]).read_text())
     assert manifest["spec"] == {"tracks": 600, "seed": 11, "playlists": 50, "layout": "real", "compress": False,

@@ -11,15 +11,15 @@ import pytest
 
 from jobs.vectors import job as vectors_job
 from lib import delta
-from lib.errors import InputError, JobError
-from lib.schemas import BRONZE, GOLD, conform
+from lib.config import ConfigError
+from lib.errors import InputError
+from lib.schemas import BRONZE, conform
+from tests.support.configs import make_config
+from tests.support.contracts import contract_columns
 
 N_TRACKS = 60
 SEEDS, TOP_K = 50, 5  # more seeds than tier-A tracks: some seeds lie outside tier A
 
-
-def contract_columns(table):
-    return [part.split(" ")[0] for part in GOLD[table].split(", ")]
 
 
 def write_bronze(spark, warehouse):
@@ -64,18 +64,16 @@ def brute_force(vectors: dict[str, list[float]], seeds: list[str], candidates: l
 
 @pytest.fixture(scope="module")
 def first_run(spark, tmp_path_factory):
-    from lib.config import load_config
-
     tmp = tmp_path_factory.mktemp("vectors")
-    cfg = load_config(use_default_file=False, base_dir=tmp).with_overrides({
-        "paths.warehouse": str(tmp / "warehouse"),
+    cfg = make_config(tmp, {
         "similar.seed_count": SEEDS,
         "similar.top_k": TOP_K,
         "similar.block_rows": 7,  # several candidate blocks even here
         "similar.search_margin": 0,
     })
     popularity = write_bronze(spark, cfg.paths.warehouse)
-    summary = vectors_job.run(spark, cfg)
+    full_summary = vectors_job.run(spark, cfg)
+    summary = full_summary["metrics"]
     return cfg, popularity, summary
 
 
@@ -86,7 +84,7 @@ def gold(spark, cfg, table):
 def test_audio_vectors_contract_one_row_per_features_track(spark, first_run):
     cfg, popularity, summary = first_run
     frame = gold(spark, cfg, "audio_vectors")
-    assert frame.columns[: len(contract_columns("audio_vectors"))] == contract_columns("audio_vectors")
+    assert frame.columns[: len(contract_columns("gold", "audio_vectors"))] == contract_columns("gold", "audio_vectors")
     rows = {r.spotify_id: r for r in frame.collect()}
     assert len(rows) == N_TRACKS + 1 == summary["audio_vectors"]["rows"]
     assert rows["no_track"].popularity == 0 and rows["no_track"].tier == "C"
@@ -104,7 +102,7 @@ def test_precomputed_similar_equals_brute_force(spark, first_run):
     expected = brute_force({t: r.vector for t, r in vectors.items()}, expected_seeds, candidates, TOP_K)
 
     frame = gold(spark, cfg, "precomputed_similar")
-    assert frame.columns[:4] == contract_columns("precomputed_similar")
+    assert frame.columns[:4] == contract_columns("gold", "precomputed_similar")
     got: dict[str, list[tuple[int, str]]] = {}
     for r in frame.collect():
         got.setdefault(r.seed_spotify_id, []).append((r.rank, r.similar_spotify_id))
@@ -133,12 +131,14 @@ def test_second_run_with_xref_and_hybrid_vectors(spark, first_run):
         "spotify_id string, isrc string, mbid string, match_confidence double, match_method string",
     )
     delta.write(xref, delta.table_path(cfg.paths.warehouse, "gold", "spotify_mbid_xref"))
-    summary = vectors_job.run(
+    full_summary = vectors_job.run(
         spark, cfg.with_overrides({"similar.seed_count": 3, "vectors.hybrid": True, "similar.vector": "hybrid"})
     )
+    summary = full_summary["metrics"]
     rows = {r.spotify_id: r for r in gold(spark, cfg, "audio_vectors").collect()}
     assert rows["trk001"].mbid == "mbid-1" and sum(r.mbid is not None for r in rows.values()) == 1
-    assert summary["audio_vectors"]["version"] == 1 and summary["audio_vectors"]["with_mbid"] == 1
+    assert full_summary["outputs"]["gold/audio_vectors"]["version"] == 1
+    assert summary["audio_vectors"]["with_mbid"] == 1
     assert {len(r.hybrid_vector) for r in rows.values()} == {13 + 256}
 
     seeds = sorted(rows, key=lambda t: (-rows[t].popularity, t))[:3]
@@ -154,8 +154,8 @@ def test_second_run_with_xref_and_hybrid_vectors(spark, first_run):
 
 
 def test_hybrid_neighbours_need_hybrid_vectors(config):
-    with pytest.raises(JobError, match="similar.vector"):
-        vectors_job.run(None, config.with_overrides({"similar.vector": "hybrid"}))
+    with pytest.raises(ConfigError, match="similar.vector"):  # checked with the config, before Spark starts
+        config.with_overrides({"similar.vector": "hybrid"})
 
 
 def test_missing_bronze_names_the_table(spark, config):

@@ -15,8 +15,8 @@ from pyspark.sql import functions as F
 from jobs.ingest import transforms as ingest_transforms
 from jobs.xref import job, transforms
 from lib.config import ConfigError
-from lib.schemas import GOLD
 from lib.sources import mbdump
+from tests.support.contracts import contract_columns
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "musicbrainz" / "mbdump"
 
@@ -119,7 +119,7 @@ def run(frames: dict, **settings) -> tuple[dict, dict]:
     observations = {"exact_blocks": Observation("exact")}
     if match_settings.fuzzy_titles:
         observations["fuzzy_blocks"] = Observation("fuzzy")
-    rows = job.build(frames, match_settings, observations).collect()
+    rows = job.build_frame(frames, match_settings, observations).collect()
     return {r.spotify_id: r for r in rows}, {k: o.get for k, o in observations.items()}
 
 
@@ -152,7 +152,7 @@ def result(spark, fixture_mb):
 def test_one_row_per_track_with_the_contract_columns_first(result):
     _, rows, _ = result
     assert sorted(rows) == sorted(t[0] for t in TRACKS)
-    contract = [c.split(" ")[0] for c in GOLD["spotify_mbid_xref"].split(", ")]
+    contract = contract_columns("gold", "spotify_mbid_xref")
     assert list(next(iter(rows.values())).asDict())[: len(contract)] == contract
 
 
@@ -225,7 +225,7 @@ def test_legacy_isrc_layout_gives_the_same_table(spark, tmp_path, result):
     (legacy / "isrc").write_text("".join("\t".join([*f[:3], "0", *f[3:]]) + "\n" for f in lines))
     (legacy / "SCHEMA_SEQUENCE").write_text("30\n")
     legacy_frames = input_frames(spark, mb_frames(spark, legacy.parent, tmp_path / "work"))
-    legacy_rows = job.build(legacy_frames, transforms.MatchSettings())
+    legacy_rows = job.build_frame(legacy_frames, transforms.MatchSettings())
     assert_df_equality(legacy_rows, spark.createDataFrame(list(rows.values()), legacy_rows.schema),
                        ignore_row_order=True)
 

@@ -17,24 +17,19 @@ from jobs.sample.generator import TRUTH, SampleSpec, generate
 from jobs.xref import job as xref
 from lib import delta
 from lib.errors import InputError
+from tests.support.configs import make_config
 
 TRACKS = 1500
 
 
 @pytest.fixture(scope="module")
 def sample(spark, tmp_path_factory):
-    from lib.config import load_config
-
     tmp = tmp_path_factory.mktemp("xref_sample")
     generate(tmp / "spotify", tmp / "musicbrainz", SampleSpec(tracks=TRACKS, seed=11))
-    cfg = load_config(use_default_file=False, base_dir=tmp).with_overrides({
-        "paths.spotify": str(tmp / "spotify"), "paths.musicbrainz": str(tmp / "musicbrainz"),
-        "paths.warehouse": str(tmp / "warehouse"), "paths.work": str(tmp / "work"),
-        "spark.shuffle_partitions": 2,
-    })
+    cfg = make_config(tmp)
     ingest.run(spark, cfg)
-    summary = xref.run(spark, cfg)
-    table = DeltaTable(delta.table_path(cfg.paths.warehouse, "gold", xref.OUTPUT)).to_pyarrow_table()
+    summary = xref.run(spark, cfg)["metrics"]
+    table = DeltaTable(delta.table_path(cfg.paths.warehouse, "gold", "spotify_mbid_xref")).to_pyarrow_table()
     truth = pq.read_table(tmp / "spotify" / TRUTH)
     return cfg, summary, table, truth
 

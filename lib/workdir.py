@@ -1,9 +1,9 @@
-"""The job's scratch folder: intermediate tables plus one marker per finished step, so a rerun with the
+"""A job's scratch folder: intermediate tables plus one marker per finished step, so a rerun with the
 same input version and settings skips what a failed run already finished (resume).
 
-Layout: ``{paths.work}/cooccurrence/{fingerprint}/{step}/`` (Parquet written by Spark) and
+Layout: ``{paths.work}/{job}/{fingerprint}/{step}/`` (Parquet written by Spark) and
 ``{step}/_done.json`` (written after the step's data, holding the step's metrics). A step without its
-marker is redone from scratch. The folder is removed after both gold tables are committed.
+marker is redone from scratch. The folder is removed after the job's outputs are committed.
 """
 
 from __future__ import annotations

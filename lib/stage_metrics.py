@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 
 from lib.log import get_logger
 
-log = get_logger("cooccurrence")
+log = get_logger("stages")
 
 _GROUP_IDS = itertools.count()
 
@@ -64,13 +64,13 @@ def _stage_rows(spark: SparkSession, group: str) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def phase(spark: SparkSession, name: str, into: dict[str, Any]) -> Iterator[None]:
+def phase(spark: SparkSession, name: str, into: dict[str, Any], prefix: str = "job") -> Iterator[None]:
     """Run the block as job group ``name``; put its metrics into ``into[name]``."""
     context = spark.sparkContext
     previous = context.getLocalProperty("spark.jobGroup.id")
     previous_description = context.getLocalProperty("spark.job.description")
-    group = f"cooccurrence-{name}-{next(_GROUP_IDS)}-{uuid.uuid4().hex[:8]}"
-    context.setJobGroup(group, f"cooccurrence: {name}")
+    group = f"{prefix}-{name}-{next(_GROUP_IDS)}-{uuid.uuid4().hex[:8]}"
+    context.setJobGroup(group, f"{prefix}: {name}")
     started = time.perf_counter()
     try:
         yield
