@@ -15,4 +15,5 @@ JOBS: dict[str, tuple[str, str]] = {
 # Commands that inspect the warehouse without Spark (no JVM is started).
 COMMANDS: dict[str, str] = {
     "check-tables": "open every Delta table at every version; report missing files or wrong row counts",
+    "runs": "the run history from gold/_runs (--job J, --last N)",
 }

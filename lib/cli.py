@@ -55,6 +55,11 @@ options:
   --master URL              Spark master (same as --set spark.master=URL)
   --deploy-mode MODE        client or cluster (same as --set spark.deploy_mode=MODE)
   --json                    print the job's whole summary as one JSON document (stdout) instead of the table
+  --force                   rerun even when inputs, config and code are unchanged since the last success
+  --verbose                 log lines of the jobs and Spark at INFO (default: warnings only)
+  --from JOB                pipeline: start at JOB
+  --only JOB[,JOB]          pipeline: run only these jobs
+  --job J / --last N        runs: only job J / the last N runs
   --print-command           print the spark-submit command instead of running it
   --dry-run                 publish only: print the plan and costs, change nothing
   --help-config             list every configuration key with its default
@@ -74,6 +79,8 @@ class Invocation:
     sets: list[str] = field(default_factory=list)
     print_command: bool = False
     json: bool = False
+    runs_job: str | None = None
+    runs_last: int | None = None
 
 
 def parse_args(argv: list[str]) -> Invocation:
@@ -98,7 +105,7 @@ def parse_args(argv: list[str]) -> Invocation:
     while index < len(rest):
         arg = rest[index]
         flag, eq, inline = arg.partition("=")
-        if flag in ("--conf", "--set", "--master", "--deploy-mode") and eq:
+        if flag in ("--conf", "--set", "--master", "--deploy-mode", "--from", "--only", "--job", "--last") and eq:
             rest[index : index + 1] = [flag, inline]
             continue
         if arg == "--conf":
@@ -113,6 +120,26 @@ def parse_args(argv: list[str]) -> Invocation:
             invocation.print_command = True
         elif arg == "--json":
             invocation.json = True
+        elif arg == "--force":
+            invocation.sets.append("runs.skip_unchanged=false")
+        elif arg == "--verbose":
+            invocation.sets.append("spark.log_level=INFO")
+        elif arg in ("--from", "--only"):
+            if job != "pipeline":
+                raise UsageError(f"{arg} applies to the pipeline only")
+            names = value(arg)
+            for name in names.split(","):
+                if name not in jobs:
+                    raise UsageError(f"{arg}: unknown job '{name}' (jobs: {', '.join(jobs)})")
+            invocation.sets.append(f"pipeline.{arg[2:]}={names}")
+        elif arg in ("--job", "--last") and job == "runs":
+            text = value(arg)
+            if arg == "--job":
+                invocation.runs_job = text
+            elif text.isdigit() and int(text) > 0:
+                invocation.runs_last = int(text)
+            else:
+                raise UsageError(f"--last expects a positive number, got '{text}'")
         elif arg == "--dry-run":
             if job != "publish":
                 raise UsageError("--dry-run applies to the publish job only (use --print-command to see the "
@@ -192,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     if invocation.job == "check-tables":
         return check_tables(config)
+    if invocation.job == "runs":
+        return show_runs(config, invocation)
     app_zip = build_zip(ROOT / "build")
     command = spark_submit_command(invocation, config, app_zip)
     if invocation.print_command:
@@ -233,6 +262,18 @@ def config_deploy_mode(command: list[str]) -> str:
     return command[command.index("--deploy-mode") + 1] if "--deploy-mode" in command else "client"
 
 
+def quiet_unless_verbose(config: Config) -> None:
+    """Quiet by default: the jobs' own log lines only at spark.log_level INFO or DEBUG (--verbose)."""
+    import logging
+
+    from lib.log import get_logger
+
+    get_logger("cli")
+    level = config.spark.log_level
+    logging.getLogger("aria").setLevel(logging.DEBUG if level == "DEBUG" else logging.INFO if level == "INFO"
+                                       else logging.WARNING)
+
+
 def check_tables(config: Config) -> int:
     """``check-tables``: every table of the warehouse at every version; exit 1 when any is damaged."""
     from lib import delta
@@ -263,6 +304,18 @@ def check_tables(config: Config) -> int:
     return EXIT_FAILED if damaged else 0
 
 
+def show_runs(config: Config, invocation: Invocation) -> int:
+    """``runs``: the run history from gold/_runs as a table (no Spark)."""
+    from lib.console import render_runs
+    from lib.runs import history
+
+    runs = [r for r in history(config) if invocation.runs_job in (None, r["job"])]
+    if invocation.runs_last:
+        runs = runs[-invocation.runs_last:]
+    print(render_runs(runs) if runs else f"no runs recorded in {config.paths.warehouse}")
+    return 0
+
+
 def driver_main(argv: list[str]) -> int:
     """Driver side of spark-submit: ``driver.py <job> <encoded config> [--json] [--summary-file PATH]``. The
     summary goes to the summary file when one is named (the launcher prints it on stdout), else to stdout;
@@ -278,6 +331,7 @@ def driver_main(argv: list[str]) -> int:
     job, encoded, rest = argv[0], argv[1], argv[2:]
     summary_file = rest[rest.index("--summary-file") + 1] if "--summary-file" in rest else None
     config = decode_config(encoded)
+    quiet_unless_verbose(config)
     spark = build_session(config, f"{config.spark.app_name}-{job}")
     try:
         summary = run_job(spark, config, job)

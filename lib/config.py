@@ -76,11 +76,21 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "ui": _b(False, "start the Spark web UI"),
         "log_level": _s("WARN", "Spark log level", ("ERROR", "WARN", "INFO", "DEBUG")),
         "python": _s("", "Python on the executors (empty: this virtualenv's interpreter)"),
+        "progress_bar": _s("auto", "Spark's console progress bar (auto: when stdout is a terminal)",
+                           ("auto", "true", "false")),
+        "event_log": _b(False, "write Spark event logs to paths.work/spark-events (open them with the history "
+                               "server, see README)"),
     },
     # Free-form: any Spark property, passed through as --conf key=value.
     "spark_conf": {},
     "runs": {
         "record": _b(True, "record every job run in gold/_runs (a running row at start, the summary at the end)"),
+        "skip_unchanged": _b(True, "skip a job whose input versions, source files, config and code equal those of "
+                                   "its last successful run (--force sets false)"),
+    },
+    "pipeline": {
+        "from": _s("", "start the pipeline at this job (--from JOB)"),
+        "only": Setting("str_list", [], "run only these jobs, in pipeline order (--only JOB[,JOB])"),
     },
     "delta": {
         "target_file_mb": _i(128, "target data file size for compaction", minimum=1),

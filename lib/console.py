@@ -55,4 +55,17 @@ def render(summary: dict[str, Any]) -> str:
 
 
 def to_json(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, default=str, sort_keys=True)
+    return json.dumps(summary, default=str)  # insertion order: jobs and steps in the order they ran
+
+
+def render_runs(runs: Sequence[dict[str, Any]]) -> str:
+    """The run history as a table: job, status, start, seconds, rows out, rows left out, skipped/forced."""
+    rows = []
+    for run in runs:
+        metrics = run.get("metrics") or {}
+        how = "skipped" if run["status"] == "skipped" else "forced" if metrics.get("forced") else ""
+        rows.append((run["job"], run["status"], str(run.get("started_at") or "")[:19].replace("T", " "),
+                     round(float(run.get("seconds") or 0), 1),
+                     sum((o.get("rows") or 0) for o in (run.get("outputs") or {}).values()),
+                     sum(sum(r.values()) for r in (run.get("left_out") or {}).values()), how))
+    return "\n".join(_table(("job", "status", "started (UTC)", "seconds", "rows out", "rows left out", ""), rows))

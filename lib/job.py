@@ -64,6 +64,9 @@ class JobSpec:
     outputs: tuple[str, ...] = ()  # ``layer/name``; contracts in lib.schemas
     config_sections: tuple[str, ...] = ()  # what the results depend on (with paths), for the config hash
     uses_warehouse: bool = True
+    # Files read besides tables: {"file:<path>": fingerprint}, compared like input versions by the skip.
+    sources: Callable[[Config], dict[str, str]] | None = None
+    skippable: bool = True  # skipped when inputs, config and code equal those of its last successful run
 
 
 def split_table(table: str) -> tuple[str, str]:
@@ -277,6 +280,13 @@ def execute(spec: JobSpec, spark: SparkSession | None, config: Config, record: b
     try:
         _pin_inputs(run)
         summary["inputs"] = dict(run.input_versions)
+        if spec.sources is not None:
+            summary["inputs"].update(spec.sources(config))
+        previous = unchanged_since(spec, config, summary) if config.runs.skip_unchanged else None
+        if previous is not None:
+            return _skipped(spec, config, summary, previous, clock, record)
+        if spec.skippable and not config.runs.skip_unchanged:
+            run.metrics["forced"] = True
         spec.body(run)
         summary["outputs"] = run.commit()
         summary["status"] = "succeeded"
@@ -286,21 +296,67 @@ def execute(spec: JobSpec, spark: SparkSession | None, config: Config, record: b
         summary["error"] = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:2000]
         raise
     finally:
-        if summary["status"] == "succeeded" and run._work is not None:
-            run._work.remove()
-        summary.update({
-            "inputs": dict(run.input_versions),
-            "finished_at": now().isoformat(),
-            "seconds": round(time.perf_counter() - clock, 2),
-            "left_out": run.left,
-            "steps": run.steps,
-            "notes": run.notes,
-            "metrics": {**run.metrics, **({"resumed_steps": run.resumed} if run.resumed else {}),
-                        **({"step_detail": run.step_detail} if run.step_detail else {})},
-        })
-        log.info("job %s %s in %.1f s", spec.name, summary["status"], summary["seconds"])
-        if record:
-            runs.record(spark, config, summary)
+        if summary["status"] != "skipped":
+            _finish(run, summary, clock, record)
+    return summary
+
+
+def _finish(run: Run, summary: dict[str, Any], clock: float, record: bool) -> None:
+    """Complete and record the summary of a run that ended (succeeded or failed); clear its work folder."""
+    from lib import runs
+
+    if summary["status"] == "succeeded" and run._work is not None:
+        run._work.remove()
+    summary.update({
+        "finished_at": now().isoformat(),
+        "seconds": round(time.perf_counter() - clock, 2),
+        "left_out": run.left,
+        "steps": run.steps,
+        "notes": run.notes,
+        "metrics": {**run.metrics, **({"resumed_steps": run.resumed} if run.resumed else {}),
+                    **({"step_detail": run.step_detail} if run.step_detail else {})},
+    })
+    log.info("job %s %s in %.1f s", run.spec.name, summary["status"], summary["seconds"])
+    if record:
+        runs.record(run.spark, run.config, summary)
+
+
+def unchanged_since(spec: JobSpec, config: Config, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's last successful run when nothing it depends on changed since: the same input versions and
+    source fingerprints, config hash and code version, and every output still at the version that run wrote."""
+    if not spec.skippable:
+        return None
+    from lib import runs
+
+    previous = next((r for r in reversed(runs.history(config))
+                     if r["job"] == spec.name and r["status"] == "succeeded"), None)
+    if previous is None or summary["code_version"] == "unknown":
+        return None
+    same = (previous.get("inputs") == summary["inputs"] and previous.get("config_hash") == summary["config_hash"]
+            and previous.get("code_version") == summary["code_version"])
+    if not same or set(previous.get("outputs") or {}) != set(spec.outputs):
+        return None
+    for table, written in previous["outputs"].items():
+        layer, name = split_table(table)
+        if delta.version(delta.table_path(config.paths.warehouse, layer, name)) != written.get("version"):
+            return None
+    return previous
+
+
+def _skipped(spec: JobSpec, config: Config, summary: dict[str, Any], previous: dict[str, Any], clock: float,
+             record: bool) -> dict[str, Any]:
+    from lib import runs
+
+    summary.update({
+        "status": "skipped", "finished_at": now().isoformat(), "seconds": round(time.perf_counter() - clock, 2),
+        "outputs": previous["outputs"],
+        "notes": [f"unchanged since run {previous['run_id'][:12]} of {previous.get('started_at', '?')[:19]}: "
+                  "same inputs, config and code (--force reruns)"],
+        "metrics": {"skipped_for": previous["run_id"]},
+    })
+    log.info("job %s skipped: unchanged since run %s", spec.name, previous["run_id"][:12])
+    if record:
+        runs.record(None, config, summary)
     return summary
 
 

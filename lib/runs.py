@@ -10,6 +10,7 @@ commands without a session); columns added over time merge into the table's sche
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
 import json
 import os
@@ -53,17 +54,23 @@ _CODE_VERSION: str | None = None
 
 
 def code_version() -> str:
-    """The git commit of the code that ran, with ``+dirty`` for uncommitted changes to lib/ or jobs/
-    ('unknown' outside a checkout, e.g. from a zip on a cluster)."""
+    """The git commit of the code that ran; with uncommitted changes to lib/ or jobs/, ``+`` and a hash of them,
+    so equal versions mean equal code ('unknown' outside a checkout, e.g. from a zip on a cluster)."""
     global _CODE_VERSION
     if _CODE_VERSION is None:
         root = Path(__file__).resolve().parent.parent
+
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                                  timeout=10).stdout
+
         try:
-            head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                                  capture_output=True, text=True, timeout=5).stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "lib", "jobs"],
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            _CODE_VERSION = (head + ("+dirty" if dirty else "")) if head else "unknown"
+            head = git("rev-parse", "--short", "HEAD").strip()
+            changes = git("diff", "HEAD", "--", "lib", "jobs")
+            for name in git("ls-files", "--others", "--exclude-standard", "--", "lib", "jobs").split():
+                changes += name + (root / name).read_text(errors="replace")
+            suffix = "+" + hashlib.sha256(changes.encode()).hexdigest()[:8] if changes else ""
+            _CODE_VERSION = head + suffix if head else "unknown"
         except (OSError, subprocess.SubprocessError):
             _CODE_VERSION = "unknown"
     return _CODE_VERSION

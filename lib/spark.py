@@ -48,12 +48,25 @@ def python_for_executors(config: Config) -> str:
     return config.spark.python or sys.executable
 
 
+def event_log_dir(config: Config) -> str:
+    return f"{config.paths.work.rstrip('/')}/spark-events"
+
+
 def session_conf(config: Config) -> dict[str, str]:
     """Spark properties derived from the config (also handed to spark-submit as --conf)."""
     conf = dict(BASE_CONF)
     conf["spark.sql.shuffle.partitions"] = str(config.spark.shuffle_partitions)
     conf["spark.ui.enabled"] = "true" if config.spark.ui else "false"
-    conf["spark.ui.showConsoleProgress"] = "true" if config.spark.ui else "false"
+    progress = config.spark.progress_bar
+    show_progress = sys.stdout.isatty() if progress == "auto" else progress == "true"
+    conf["spark.ui.showConsoleProgress"] = "true" if show_progress else "false"
+    if config.spark.event_log:
+        events = event_log_dir(config)
+        if "://" not in events:
+            os.makedirs(events, exist_ok=True)
+            events = f"file://{events}"
+        conf["spark.eventLog.enabled"] = "true"
+        conf["spark.eventLog.dir"] = events
     conf["spark.pyspark.python"] = python_for_executors(config)
     conf["spark.pyspark.driver.python"] = sys.executable
     conf.update(config.spark_conf)

@@ -30,6 +30,7 @@ from jobs.ingest.track_lookup import ID_PAIRS, ArtistLinks, ParquetFiles, TrackA
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
+from lib.fingerprint import fingerprints
 from lib.job import JobSpec, Run
 from lib.log import get_logger
 from lib.rejects import REJECTS_TABLE, RejectSink, counts_by_reason, split_rejects
@@ -384,7 +385,18 @@ def _summarize(run: IngestRun, rejected: dict[str, dict[str, int]]) -> None:
     frame.metrics["rows_total"] = sum(s.rows for s in run.staged.values())
 
 
-JOB = JobSpec(name="ingest", body=build, outputs=OUTPUTS, config_sections=("ingest",))
+def source_files(config: Config) -> dict[str, str]:
+    """Fingerprints of every file ingest reads (lib/fingerprint.py): the pipeline's skip compares them."""
+    folder, mb = Path(config.paths.spotify), Path(config.paths.musicbrainz)
+    names = sources.REAL_FILES if config.paths.spotify_layout == "real" else sources.SPEC_FILES
+    candidates = [folder / n for n in names.values()] + [folder / f"{n}.zst" for n in names.values()]
+    candidates += [d / t for d in (mb / "mbdump", mb) for t in (*mbdump.TABLES, *mbdump.META_FILES)]
+    candidates += [d / f"{t}_sanitised" for d in (mb / "mbdump", mb) for t in mbdump.TABLES]
+    candidates += sorted(mb.glob("mbdump*.tar.bz2")) if mb.is_dir() else []
+    return fingerprints(candidates, Path(config.paths.work) / "fingerprints.json")
+
+
+JOB = JobSpec(name="ingest", body=build, outputs=OUTPUTS, config_sections=("ingest",), sources=source_files)
 
 
 def run(spark: SparkSession, config: Config) -> dict[str, Any]:

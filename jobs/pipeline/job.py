@@ -13,6 +13,7 @@ from typing import Any
 from jobs import JOBS
 from jobs.ingest.sources import REAL_FILES, SPEC_FILES
 from lib.config import Config
+from lib.errors import JobError
 from lib.job import JobSpec, Run, execute, merge_left_out
 from lib.log import get_logger
 from lib.runs import load_job
@@ -30,8 +31,18 @@ def dump_present(config: Config) -> bool:
 
 
 def planned_jobs(config: Config) -> list[str]:
-    jobs = [] if dump_present(config) else ["sample"]
-    return jobs + [name for name in ORDER if name in JOBS]
+    """The jobs to run, in order: sample when no dump is present, then ``ORDER``, narrowed by
+    ``pipeline.only`` and started at ``pipeline.from``."""
+    jobs = ([] if dump_present(config) else ["sample"]) + [name for name in ORDER if name in JOBS]
+    chosen, start = config.pipeline.only, config.pipeline["from"]
+    for name in (*chosen, *([start] if start else [])):
+        if name not in ("sample", *ORDER) or name not in JOBS:
+            raise JobError(f"pipeline: unknown job '{name}' (jobs: {', '.join(['sample', *ORDER])})")
+    if chosen:
+        jobs = [name for name in jobs if name in chosen]
+    if start:
+        jobs = jobs[jobs.index(start):] if start in jobs else []
+    return jobs
 
 
 def build(run: Run) -> None:
@@ -52,7 +63,7 @@ def build(run: Run) -> None:
         run.notes.extend(f"{name}: {note}" for note in summary["notes"])
 
 
-JOB = JobSpec(name="pipeline", body=build)
+JOB = JobSpec(name="pipeline", body=build, skippable=False)
 
 
 def run(spark: Any, config: Config) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def build(run: Run) -> None:
     run.note(f"sample dump written to {spotify} and {musicbrainz / 'mbdump'}")
 
 
-JOB = JobSpec(name="sample", body=build, config_sections=("sample",))
+JOB = JobSpec(name="sample", body=build, config_sections=("sample",), skippable=False)
 
 
 def run(spark: Any, config: Any) -> dict[str, Any]:

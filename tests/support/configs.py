@@ -15,6 +15,8 @@ def make_config(base: Path, overrides: dict[str, Any] | None = None, **keys: Any
         **{f"paths.{name}": str(base / name) for name in ("spotify", "musicbrainz", "warehouse", "work")},
         "spark.master": "local[2]",
         "spark.shuffle_partitions": 2,
+        # Tests rerun jobs on purpose; the skip has tests of its own that turn it on.
+        "runs.skip_unchanged": False,
         **(overrides or {}),
         **{name.replace("__", ".", 1): value for name, value in keys.items()},
     }
