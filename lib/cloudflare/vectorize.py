@@ -107,11 +107,12 @@ class VectorizeClient:
         if len(existing) + len(missing) > VECTORIZE_MAX_METADATA_INDEXES:
             raise LimitError(target, "ensure index", "-", f"{len(existing) + len(missing)} metadata indexes "
                              f"exceed Vectorize's {VECTORIZE_MAX_METADATA_INDEXES} per index")
-        last = None
         for name in missing:
-            last = self.create_metadata_index(index, name, metadata_indexes[name]) or last
-        if last:
-            self.wait(index, last)
+            self.create_metadata_index(index, name, metadata_indexes[name])
+        if missing:
+            # Wait on a barrier rather than the metadata mutations: a vector mutation surely shows up in
+            # processedUpToMutation, and it is applied after the metadata indexes queued before it.
+            self.wait(index, self.barrier(index, "metadata indexes"))
 
     # -- writes -------------------------------------------------------------------------------------------
     def upsert(self, index: str, ndjson: bytes, label: str) -> str | None:

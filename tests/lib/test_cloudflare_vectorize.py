@@ -55,7 +55,7 @@ def test_index_and_metadata_indexes_come_before_any_upsert(target, cloudflare_st
     target.vectorize_wait(INDEX, target.vectorize_upsert(INDEX, _ndjson(ids, values, metadata), "v-000"))
     writes = [r.path.rsplit("/", 2)[-2:] for r in cloudflare_standin.requests("vectorize", write=True)]
     assert writes == [["v2", "indexes"], ["metadata_index", "create"], ["metadata_index", "create"],
-                      [INDEX, "upsert"]]
+                      [INDEX, "delete_by_ids"], [INDEX, "upsert"]]  # the barrier proves the indexes applied
     upsert = cloudflare_standin.requests("vectorize", write=True)[-1]
     assert upsert.bytes_in == len(_ndjson(ids, values, metadata))
     # ensuring again sends no write, and a different shape is refused
@@ -95,8 +95,9 @@ def test_wait_survives_writers_it_does_not_know(target, cloudflare_config, cloud
     other.vectorize_wait(INDEX, None)  # None: the last mutation this client issued
     assert cloudflare_standin.pending_mutations(INDEX) == 0
     barriers = [r for r in cloudflare_standin.requests("vectorize") if r.operation == "delete_by_ids"]
-    # each waiter met a mutation it did not know (the other's upsert, then the first barrier): one barrier each
-    assert len(barriers) == 2
+    # each waiter met a mutation it did not know (the other's upsert, then the first barrier): one barrier each,
+    # after the one ensure_index sent for the metadata indexes
+    assert len(barriers) == 3
     assert sorted(cloudflare_standin.vectors(INDEX)) == ids
 
 

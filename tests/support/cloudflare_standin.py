@@ -285,6 +285,7 @@ class CloudflareStandin:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "cloudflare-standin"
+            disable_nagle_algorithm = True  # else headers and body leave as two segments: +40 ms per reply
 
             def log_message(self, *_: Any) -> None:
                 pass
