@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lib.cloudflare.limits import API_REQUESTS_PER_WINDOW, R2_MAX_PART_BYTES, R2_MIN_PART_BYTES
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -166,6 +168,43 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "target": _s("local", "where results go", ("local", "cloudflare")),
         "local_dir": _p("data/publish", "output folder of the local target"),
         "d1_max_bytes": _i(5_000_000_000, "D1 budget; the spec keeps the hot cache in 5 GB"),
+    },
+    # The real services (publish.target = "cloudflare"). Secrets come from SECRETS, never from here.
+    "cloudflare": {
+        "api_base": _s("https://api.cloudflare.com/client/v4", "Cloudflare REST API base URL (https; plain http "
+                       "only for a stand-in on localhost)"),
+        "account_id": _s("", "Cloudflare account id (required by publish.target = cloudflare)"),
+        "d1_database_id": _s("", "D1 database id (uuid)"),
+        "vectorize_index": _s("aria-tracks", "Vectorize index name; shards are {index}-{n}"),
+        "kv_namespace_id": _s("", "Workers KV namespace id"),
+        "request_budget": _i(1000, "requests per 5 minutes this run may send, of the account's 1200 (the rest "
+                             "is left to the dashboard, wrangler and the Workers' own API calls)", minimum=1),
+        "concurrent_tasks": _i(4, "tasks that send at the same time; each gets request_budget / concurrent_tasks "
+                               "requests per 5 minutes, so together they stay under the budget", minimum=1),
+        "burst": _i(5, "requests one task may send back to back (taken from its share)", minimum=1),
+        "max_in_flight": _i(2, "requests in flight at once from one process", minimum=1),
+        "max_tries": _i(6, "tries per request on 429, 5xx and dropped connections before the batch fails",
+                        minimum=1),
+        "backoff_initial_s": _f(1.0, "first back-off on 5xx / connection errors (doubles per try, plus jitter)",
+                                minimum=0.0),
+        "backoff_max_s": _f(60.0, "longest back-off between two tries (a 429's retry-after is honoured as sent)",
+                            minimum=0.0),
+        "timeout_s": _f(120.0, "connect and read timeout of one request (D1 itself stops a request at 30 s)",
+                        minimum=0.001),
+        "poll_interval_s": _f(2.0, "pause between polls of a D1 import or a Vectorize index (each poll is a "
+                              "request of the budget)", minimum=0.0),
+        "poll_timeout_s": _f(1800.0, "a D1 import or Vectorize mutation not done after this long fails",
+                             minimum=0.001),
+        "kv_retry_rounds": _i(5, "rounds re-sending a KV bulk write's unsuccessful_keys before the batch fails"),
+    },
+    "r2": {
+        "endpoint_url": _s("", "R2 S3 endpoint (empty: https://{cloudflare.account_id}.r2.cloudflarestorage.com)"),
+        "bucket": _s("", "R2 bucket (required by publish.target = cloudflare)"),
+        "region": _s("auto", "S3 region name (R2: auto)"),
+        "multipart_bytes": _i(100 * 1024 * 1024, "objects larger than this upload in parts",
+                              minimum=R2_MIN_PART_BYTES),
+        "part_bytes": _i(64 * 1024 * 1024, "size of every multipart part but the last (raised when an object "
+                         "would need more than 10,000 parts)", minimum=R2_MIN_PART_BYTES),
     },
     "graph": {
         "artist_top_k": _i(100, "similar artists kept per artist", minimum=1),
@@ -401,6 +440,7 @@ def _check_relations(values: Mapping[str, Mapping[str, Any]]) -> None:
             f"({vec['tier_b_min_popularity']}) exceeds 'vectors.tier_a_min_popularity' "
             f"({vec['tier_a_min_popularity']})"
         )
+    _check_cloudflare(values)
     for section in ("vectors",):
         for key in ("tier_a_min_popularity", "tier_b_min_popularity"):
             if not 0 <= values[section][key] <= 100:
@@ -415,6 +455,25 @@ def _check_relations(values: Mapping[str, Mapping[str, Any]]) -> None:
     if values["similar"]["vector"] == "hybrid" and not values["vectors"]["hybrid"]:
         raise ConfigError("config key 'similar.vector' is 'hybrid' but 'vectors.hybrid' is false "
                           "(no hybrid vectors are computed)")
+
+
+def _check_cloudflare(values: Mapping[str, Mapping[str, Any]]) -> None:
+    cf, r2 = values["cloudflare"], values["r2"]
+    if cf["request_budget"] > API_REQUESTS_PER_WINDOW:
+        raise ConfigError(f"config key 'cloudflare.request_budget' must be <= {API_REQUESTS_PER_WINDOW} (the "
+                          f"account's limit per 5 minutes); got {cf['request_budget']}")
+    if 2 * cf["concurrent_tasks"] > cf["request_budget"]:
+        raise ConfigError(f"config key 'cloudflare.concurrent_tasks' ({cf['concurrent_tasks']}) must be at most "
+                          f"half of 'cloudflare.request_budget' ({cf['request_budget']}): each task's token bucket "
+                          "needs a share of at least 2 requests per window")
+    base = cf["api_base"]
+    host = base.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    if not (base.startswith("https://") or (base.startswith("http://") and host in ("127.0.0.1", "localhost"))):
+        raise ConfigError(f"config key 'cloudflare.api_base' must be an https:// URL (http:// only for "
+                          f"127.0.0.1 or localhost, the token travels with every request); got {base!r}")
+    if r2["part_bytes"] > R2_MAX_PART_BYTES:
+        raise ConfigError(f"config key 'r2.part_bytes' must be <= {R2_MAX_PART_BYTES} (5 GiB); "
+                          f"got {r2['part_bytes']}")
 
 
 def _load_file(path: Path) -> dict[str, Any]:

@@ -30,3 +30,14 @@ def spark() -> Iterator[object]:
 def config(tmp_path: Path) -> Config:
     """Defaults with every path inside tmp_path (tests/support/configs.make_config)."""
     return make_config(tmp_path)
+
+
+# Cloudflare stand-in and moto S3 fixtures (cloudflare_standin, cloudflare_config, moto_endpoint, r2_bucket, …).
+from tests.support.cloudflare_fixtures import (  # noqa: E402, F401
+    cloudflare_config,
+    cloudflare_standin,
+    cloudflare_token,
+    moto_endpoint,
+    r2_bucket,
+    r2_config,
+)

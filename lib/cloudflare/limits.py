@@ -42,12 +42,14 @@ KV_MAX_KEY_BYTES = 512
 KV_MAX_VALUE_BYTES = 25 * 1024 * 1024        # 25 MiB
 KV_MAX_METADATA_BYTES = 1024
 KV_MIN_EXPIRATION_TTL = 60                   # seconds
+KV_MAX_KEYS_PER_BULK_DELETE = 10_000         # POST …/bulk/delete
 
 # -- R2 (S3 API) -------------------------------------------------------------------------------
 R2_MIN_PART_BYTES = 5 * 1024 * 1024          # every part but the last, all the same size
 R2_MAX_PART_BYTES = 5 * 1024 * 1024 * 1024
 R2_MAX_PARTS = 10_000
 R2_MAX_KEY_BYTES = 1024
+R2_MAX_KEYS_PER_DELETE = 1000                # S3 DeleteObjects (R2 implements the S3 limit)
 
 # -- Workers (the consumer) ----------------------------------------------------------------------
 WORKER_MEMORY_BYTES = 128 * 1024 * 1024      # why the R2 cold tier is sharded (one shard per request)
