@@ -14,9 +14,9 @@ then
 fi
 npm ci --prefer-offline --no-audit --no-fund
 
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
 if [ -z "${PUBLISH_DIR:-}" ]; then
-  scratch="$(mktemp -d)"
-  trap 'rm -rf "$scratch"' EXIT
   python3 test/make_publish_fixture.py "$scratch/publish" >/dev/null
   export PUBLISH_DIR="$scratch/publish"
   echo "worker tests: fixture publish directory $PUBLISH_DIR"
@@ -25,4 +25,7 @@ else
   export PUBLISH_DIR
   echo "worker tests: publish directory $PUBLISH_DIR"
 fi
-exec node --test --test-reporter=spec --test-timeout=300000 test/*.test.js
+# Load the publish directory once; each test file starts Miniflare on a copy of this state.
+node tools/prepare-state.js "$PUBLISH_DIR" "$scratch/state"
+export WORKER_TEST_STATE="$scratch/state"
+node --test --test-reporter=spec --test-timeout=300000 test/*.test.js

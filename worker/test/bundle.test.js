@@ -7,14 +7,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
-import { Miniflare } from "miniflare";
-import { loadPublish } from "../tools/load-publish.js";
-import { miniflareOptions, WORKER_DIR } from "../tools/miniflare-options.js";
-import { pickFeatures, publishedSource } from "./helpers.js";
+import { WORKER_DIR } from "../tools/miniflare-options.js";
+import { pickFeatures, publishedSource, startWorker } from "./helpers.js";
 
 let out;
 let wranglerOutput;
-let mf;
+let w;
 let src;
 
 before(async () => {
@@ -27,20 +25,19 @@ before(async () => {
       WRANGLER_LOG_PATH: path.join(out, "logs") },
   });
   wranglerOutput = stdout;
-  const options = miniflareOptions({ indexes: src.shardMap.indexes });
-  const { modules: _sources, modulesRoot: _root, ...rest } = options.workers[0];
-  options.workers[0] = {
-    ...rest,
-    modules: true,
-    modulesRoot: out,
-    scriptPath: path.join(out, "index.js"),
-    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-  };
-  mf = new Miniflare(options);
-  await mf.ready;
-  await loadPublish(mf, src.dir, { indexes: src.shardMap.indexes });
+  w = await startWorker((options) => {
+    const { modules: _sources, modulesRoot: _root, ...rest } = options.workers[0];
+    options.workers[0] = {
+      ...rest,
+      modules: true,
+      modulesRoot: out,
+      scriptPath: path.join(out, "index.js"),
+      modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+    };
+    return options;
+  });
 });
-after(() => mf?.dispose());
+after(() => w?.close());
 
 describe("wrangler bundle", () => {
   test("declares the four bindings and ships sql.js's wasm as a module", () => {
@@ -53,12 +50,12 @@ describe("wrangler bundle", () => {
   test("the bundle serves a cold-tier lookup and a Vectorize query", async () => {
     const id = [...src.shardRows.keys()].find((i) => !src.kv.has(`spotify:af:${i}`)
       && src.d1("SELECT 1 FROM spotify_audio_features_cache WHERE spotify_id = ?", [i]).length === 0);
-    const res = await mf.dispatchFetch(`http://worker.test/tracks/${id}/features`);
+    const res = await w.mf.dispatchFetch(`http://worker.test/tracks/${id}/features`);
     assert.equal(res.status, 200);
     const body = await res.json();
     assert.equal(body.source, "r2");
     assert.deepEqual(body.features, pickFeatures(src.shardRows.get(id).row));
-    const sim = await mf.dispatchFetch(`http://worker.test/tracks/${id}/similar?limit=3`);
+    const sim = await w.mf.dispatchFetch(`http://worker.test/tracks/${id}/similar?limit=3`);
     assert.equal(sim.status, 200);
     assert.equal((await sim.json()).results.length, 3);
   });

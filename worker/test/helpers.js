@@ -5,13 +5,14 @@
  * for KV and NDJSON) that the answers are compared with.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Miniflare } from "miniflare";
 import initSqlJs from "sql.js";
 import { miniflareOptions, publishedShardMap, WORKER_DIR } from "../tools/miniflare-options.js";
 import { loadPublish } from "../tools/load-publish.js";
+import { loadedMarker } from "../tools/state.js";
 
 process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
 process.env.WRANGLER_SEND_METRICS ??= "false";
@@ -31,14 +32,25 @@ export function publishDirectory() {
   return publishDir;
 }
 
-/** A Miniflare (in memory) running the Worker with the publish directory loaded. */
-export async function startWorker() {
+/**
+ * A Miniflare running the Worker with the publish directory loaded: from a copy of the state
+ * run-tests.sh prepared once ($WORKER_TEST_STATE, when it holds this publish), else loaded in memory.
+ * `adjust` may change the Miniflare options first (add a worker, swap the Worker's modules).
+ */
+export async function startWorker(adjust = (options) => options) {
   const dir = publishDirectory();
   const indexes = publishedShardMap(dir)?.indexes ?? [];
-  const options = miniflareOptions({ indexes });
+  const prepared = process.env.WORKER_TEST_STATE;
+  const marker = prepared ? loadedMarker(path.resolve(prepared), dir) : null;
+  let persistRoot;
+  if (marker) {
+    persistRoot = mkdtempSync(path.join(tmpdir(), "aria-state-copy-"));
+    cpSync(prepared, persistRoot, { recursive: true });
+  }
+  const options = adjust(miniflareOptions({ indexes, persistRoot }));
   const mf = new Miniflare(options);
   await mf.ready;
-  const loaded = await loadPublish(mf, dir, { indexes });
+  const loaded = marker ? marker.summary : await loadPublish(mf, dir, { indexes });
   const get = async (pathname, init) => {
     const response = await mf.dispatchFetch(`http://worker.test${pathname}`, init);
     const text = await response.text();
@@ -66,7 +78,10 @@ export async function startWorker() {
       handle.kv = await mf.getKVNamespace("SPOTIFY_KV");
       handle.r2 = await mf.getR2Bucket("SPOTIFY_STORAGE");
     },
-    close: () => mf.dispose(),
+    async close() {
+      await mf.dispose();
+      if (persistRoot) rmSync(persistRoot, { recursive: true, force: true });
+    },
   };
   return handle;
 }

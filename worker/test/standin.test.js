@@ -4,12 +4,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Miniflare } from "miniflare";
-import { loadPublish } from "../tools/load-publish.js";
-import { compatibilityDate, miniflareOptions, STANDIN_WORKER } from "../tools/miniflare-options.js";
-import { bruteForce, publishedSource } from "./helpers.js";
+import { compatibilityDate, STANDIN_WORKER } from "../tools/miniflare-options.js";
+import { bruteForce, publishedSource, startWorker } from "./helpers.js";
 
-let mf;
+let w;
 let probe;
 let src;
 let index;
@@ -33,20 +31,19 @@ const call = async (op, ...args) => {
 before(async () => {
   src = await publishedSource();
   index = src.shardMap.indexes[0];
-  const options = miniflareOptions({ indexes: src.shardMap.indexes });
-  options.workers.push({
-    name: "probe",
-    modules: true,
-    script: PROBE,
-    compatibilityDate: compatibilityDate(),
-    wrappedBindings: { VEC: { scriptName: STANDIN_WORKER, bindings: { INDEX: index } } },
+  w = await startWorker((options) => {
+    options.workers.push({
+      name: "probe",
+      modules: true,
+      script: PROBE,
+      compatibilityDate: compatibilityDate(),
+      wrappedBindings: { VEC: { scriptName: STANDIN_WORKER, bindings: { INDEX: index } } },
+    });
+    return options;
   });
-  mf = new Miniflare(options);
-  await mf.ready;
-  await loadPublish(mf, src.dir, { indexes: src.shardMap.indexes });
-  probe = await mf.getWorker("probe");
+  probe = await w.mf.getWorker("probe");
 });
-after(() => mf?.dispose());
+after(() => w?.close());
 
 const own = () => new Map([...src.vectors].filter(([, v]) => v.index === index));
 

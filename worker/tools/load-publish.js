@@ -1,13 +1,14 @@
 /**
  * Loads a local publish directory (docs/publish-layout.md) into a Miniflare instance's bindings:
- * D1 from the d1/*.sql import files (in file-name order, statement by statement as Cloudflare's import
- * applies them: each ≤ 100,000 bytes, no transaction statements), KV from the kv/*.json bulk payloads,
+ * D1 from the d1/*.sql import files (in file-name order, split into statements as Cloudflare's import
+ * applies them: each ≤ 100,000 bytes, no transaction statements; sent in batches through the loader
+ * Worker, so D1 in workerd checks each), KV from the kv/*.json bulk payloads (through the loader Worker),
  * R2 from r2/ (manifest.json last; backup/ skipped), the Vectorize stand-in from vectorize/<index>/.
  * Loading into Miniflare's D1 is the check that the import files suit Cloudflare's SQLite.
  */
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { BINDINGS, STANDIN_BUCKET_BINDING, STANDIN_WORKER } from "./miniflare-options.js";
+import { BINDINGS, LOADER_WORKER, STANDIN_BUCKET_BINDING, STANDIN_WORKER } from "./miniflare-options.js";
 import { splitStatements, TRANSACTION_STATEMENT } from "./sql-split.js";
 
 // shared/reference/cloudflare-api.md
@@ -19,6 +20,26 @@ export const KV_MAX_PAIRS_PER_BULK = 10_000;
 const D1_BATCH_STATEMENTS = 50;
 const D1_BATCH_BYTES = 4_000_000;
 const PARALLEL_PUTS = 16;
+/** KV items per request to the loader Worker (a bulk payload holds up to 10,000). */
+const KV_ITEMS_PER_POST = 1000;
+/**
+ * Miniflare's Node-to-workerd proxy now and then refuses a request while decoding it ("false == true",
+ * an assertion in its structured-clone reviver; seen on a loaded machine), before the binding runs:
+ * such a call is retried. Errors from D1, KV or R2 themselves are not.
+ */
+const PROXY_RETRIES = 3;
+const isProxyGlitch = (e) => e?.name === "AssertionError" || /^false == true$/.test(e?.message ?? "");
+
+async function viaProxy(fn) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isProxyGlitch(e) || attempt >= PROXY_RETRIES) throw e;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+}
 
 export class PublishLoadError extends Error {}
 
@@ -82,7 +103,19 @@ export function importStatements(file) {
   return statements;
 }
 
-async function loadD1(db, files, log) {
+/** POSTs one batch to the loader Worker; a binding's refusal becomes an Error with its message. */
+async function post(loader, pathname, body) {
+  const res = await viaProxy(() => loader.fetch(`http://loader${pathname}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  }));
+  const answer = await res.json();
+  if (!res.ok) throw new Error(answer.error);
+  return answer;
+}
+
+async function loadD1(loader, files, log) {
   let count = 0;
   for (const file of files) {
     const name = path.join("d1", path.basename(file));
@@ -95,12 +128,12 @@ async function loadD1(db, files, log) {
       }
       const batch = statements.slice(start, end);
       try {
-        await db.batch(batch.map((s) => db.prepare(s.sql)));
+        await post(loader, "/d1", { statements: batch.map((s) => s.sql) });
       } catch (batchError) {
         // The batch rolled back: apply it one statement at a time to name the one D1 refuses.
         for (const [i, s] of batch.entries()) {
           try {
-            await db.prepare(s.sql).run();
+            await post(loader, "/d1", { statements: [s.sql] });
           } catch (e) {
             fail(`${name} statement ${start + i + 1} (line ${s.line}): D1 refused it: ${e.message}`);
           }
@@ -142,18 +175,18 @@ export function kvItems(file) {
   return items;
 }
 
-async function loadKv(kv, files, log) {
+async function loadKv(loader, files, log) {
   let count = 0;
   for (const file of files) {
     const items = kvItems(file);
-    await parallel(items, async (item) => {
-      const value = item.base64 ? new Uint8Array(Buffer.from(item.value, "base64")).buffer : item.value;
-      const options = {};
-      if (item.expiration_ttl != null) options.expirationTtl = item.expiration_ttl;
-      if (item.expiration != null) options.expiration = item.expiration;
-      if (item.metadata !== undefined) options.metadata = item.metadata;
-      await kv.put(item.key, value, options);
-    });
+    for (let start = 0; start < items.length; start += KV_ITEMS_PER_POST) {
+      const chunk = items.slice(start, start + KV_ITEMS_PER_POST);
+      try {
+        await post(loader, "/kv", { items: chunk });
+      } catch (e) {
+        fail(`${path.join("kv", path.basename(file))} items ${start}-${start + chunk.length - 1}: KV refused: ${e.message}`);
+      }
+    }
     count += items.length;
     log(`kv: ${path.basename(file)} (${items.length} keys)`);
   }
@@ -176,7 +209,8 @@ async function loadR2(bucket, r2Dir, log) {
   }
   const ordered = [...keys.filter((k) => k !== manifestKey), ...keys.filter((k) => k === manifestKey)];
   for (const key of ordered) {
-    await bucket.put(key, fileBytes(path.join(r2Dir, ...key.split("/"))));
+    const bytes = fileBytes(path.join(r2Dir, ...key.split("/")));
+    await viaProxy(() => bucket.put(key, bytes));
   }
   log(`r2: ${ordered.length} objects`);
   return ordered.length;
@@ -190,7 +224,10 @@ async function loadVectors(bucket, vectorDir, indexes, log) {
       fail(`vectorize/${name}/index.json missing (the shard map names the index)`);
     }
     const files = ["index.json", ...readdirSync(dir).filter((f) => f.endsWith(".ndjson")).sort()];
-    for (const f of files) await bucket.put(`vectorize/${name}/${f}`, fileBytes(path.join(dir, f)));
+    for (const f of files) {
+      const bytes = fileBytes(path.join(dir, f));
+      await viaProxy(() => bucket.put(`vectorize/${name}/${f}`, bytes));
+    }
     count += files.length - 1;
     log(`vectorize: ${name} (${files.length - 1} NDJSON files, stand-in)`);
   }
@@ -216,6 +253,13 @@ export async function clearBindings(mf) {
   }
 }
 
+/** Applies the d1/*.sql import files only (what a republish does to D1). */
+export async function loadD1Directory(mf, publishDir, log = () => {}) {
+  const d1Files = listFiles(path.join(publishDir, "d1"), ".sql");
+  if (d1Files.length === 0) fail(`${publishDir}/d1: no *.sql import files`);
+  return loadD1(await mf.getWorker(LOADER_WORKER), d1Files, log);
+}
+
 /**
  * @param {import("miniflare").Miniflare} mf
  * @param {string} publishDir
@@ -226,10 +270,11 @@ export async function loadPublish(mf, publishDir, { indexes = [], log = () => {}
   const d1Files = listFiles(path.join(publishDir, "d1"), ".sql");
   if (d1Files.length === 0) fail(`${publishDir}/d1: no *.sql import files`);
   const summary = {};
-  summary.d1_statements = await loadD1(await mf.getD1Database(BINDINGS.d1), d1Files, log);
+  const loader = await mf.getWorker(LOADER_WORKER);
+  summary.d1_statements = await loadD1(loader, d1Files, log);
   summary.d1_files = d1Files.length;
   const kvFiles = listFiles(path.join(publishDir, "kv"), ".json");
-  summary.kv_keys = await loadKv(await mf.getKVNamespace(BINDINGS.kv), kvFiles, log);
+  summary.kv_keys = await loadKv(loader, kvFiles, log);
   summary.r2_objects = await loadR2(await mf.getR2Bucket(BINDINGS.r2), path.join(publishDir, "r2"), log);
   summary.vector_files = await loadVectors(await mf.getR2Bucket(STANDIN_BUCKET_BINDING, STANDIN_WORKER),
     path.join(publishDir, "vectorize"), indexes, log);

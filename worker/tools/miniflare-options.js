@@ -1,7 +1,8 @@
 /**
  * Miniflare options for the Worker (tests and scripts/worker-local.sh): the same source modules
  * wrangler bundles, sql.js as CommonJS plus its .wasm as a CompiledWasm module, the D1/KV/R2 bindings
- * of wrangler.toml, and one Vectorize stand-in (standin/vectorize.js) per index of the shard map.
+ * of wrangler.toml, one Vectorize stand-in (standin/vectorize.js) per index of the shard map, and a
+ * loader Worker (tools/loader-worker.js) that bulk-loads D1 and KV.
  */
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -18,6 +19,8 @@ export const BINDINGS = Object.freeze({
   vectorize: "SPOTIFY_VECTORS",
 });
 export const STANDIN_WORKER = "vectorize-standin";
+export const LOADER_WORKER = "publish-loader";
+const STORAGE = Object.freeze({ d1: "spotify-cache", kv: "spotify-kv", r2: "spotify-storage", vectors: "vectorize-standin" });
 export const STANDIN_BUCKET_BINDING = "VECTOR_DATA";
 
 /** compatibility_date from wrangler.toml, so both runs use one. */
@@ -68,15 +71,23 @@ export function miniflareOptions({ indexes = [], persistRoot, port, host = "127.
         compatibilityDate: compatibilityDate(),
         modulesRoot: WORKER_DIR,
         modules: workerModules(),
-        d1Databases: { [BINDINGS.d1]: "spotify-cache" },
-        kvNamespaces: { [BINDINGS.kv]: "spotify-kv" },
-        r2Buckets: { [BINDINGS.r2]: "spotify-storage" },
+        d1Databases: { [BINDINGS.d1]: STORAGE.d1 },
+        kvNamespaces: { [BINDINGS.kv]: STORAGE.kv },
+        r2Buckets: { [BINDINGS.r2]: STORAGE.r2 },
         wrappedBindings,
       },
       {
         name: STANDIN_WORKER,
         modules: [{ type: "ESModule", path: path.join(WORKER_DIR, "standin", "vectorize.js") }],
-        r2Buckets: { [STANDIN_BUCKET_BINDING]: "vectorize-standin" },
+        r2Buckets: { [STANDIN_BUCKET_BINDING]: STORAGE.vectors },
+      },
+      {
+        // Same D1 database and KV namespace as the Worker (storage is shared by id): bulk loads.
+        name: LOADER_WORKER,
+        compatibilityDate: compatibilityDate(),
+        modules: [{ type: "ESModule", path: path.join(WORKER_DIR, "tools", "loader-worker.js") }],
+        d1Databases: { DB: STORAGE.d1 },
+        kvNamespaces: { KV: STORAGE.kv },
       },
     ],
   };

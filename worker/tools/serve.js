@@ -7,12 +7,12 @@
  * KV, R2 and the Vectorize stand-in replaced whole). Prints "ready" once it answers; runs until SIGINT
  * (Ctrl-C) or SIGTERM. scripts/worker-local.sh is the entry point.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { Log, LogLevel, Miniflare } from "miniflare";
-import { clearBindings, loadPublish, PublishLoadError } from "./load-publish.js";
+import { PublishLoadError } from "./load-publish.js";
 import { miniflareOptions, publishedShardMap, WORKER_DIR } from "./miniflare-options.js";
+import { d1File, ensureLoaded } from "./state.js";
 
 function usage(message) {
   if (message) console.error(`worker-local: ${message}`);
@@ -35,23 +35,6 @@ function parseArgs(argv) {
   return { ...args, dir: path.resolve(dir), port: Number(port), state: path.resolve(args.state) };
 }
 
-/** Names, sizes and modification times of every published file: changes when publish rewrites. */
-function fingerprint(dir) {
-  const hash = createHash("sha256");
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const full = path.join(d, e.name);
-      if (e.isDirectory()) walk(full);
-      else {
-        const s = statSync(full);
-        hash.update(`${path.relative(dir, full)}\0${s.size}\0${s.mtimeMs}\n`);
-      }
-    }
-  };
-  walk(dir);
-  return hash.digest("hex");
-}
-
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   if (args.fresh) rmSync(args.state, { recursive: true, force: true });
@@ -63,29 +46,18 @@ async function main() {
   // Miniflare stops workerd on SIGINT/SIGTERM itself (exit status 130/143); its persisted state is durable.
   const url = await mf.ready;
 
-  const markerFile = path.join(args.state, "aria-publish.json");
-  const marker = existsSync(markerFile) ? JSON.parse(readFileSync(markerFile, "utf8")) : null;
-  const print = fingerprint(args.dir);
-  if (marker?.fingerprint === print && marker.publish_dir === args.dir) {
-    console.log(`state ${args.state} already holds ${args.dir} (loaded ${marker.loaded_at})`);
-  } else {
-    try {
-      await clearBindings(mf);
-      const summary = await loadPublish(mf, args.dir, { indexes, log: (line) => console.log(line) });
-      writeFileSync(markerFile, JSON.stringify({ publish_dir: args.dir, fingerprint: print,
-        loaded_at: new Date().toISOString(), summary }, null, 1));
-      console.log(`loaded ${args.dir}: ${JSON.stringify(summary)}`);
-    } catch (e) {
-      console.error(`worker-local: ${e instanceof PublishLoadError ? e.message : e.stack}`);
-      if (!(e instanceof PublishLoadError)) console.error("(a state from an older layout? retry with --fresh)");
-      await mf.dispose().catch(() => {});
-      process.exit(1);
-    }
+  try {
+    const { marker, loaded } = await ensureLoaded(mf, args.dir, args.state, { indexes, log: (l) => console.log(l) });
+    if (loaded) console.log(`loaded ${args.dir} in ${marker.seconds} s: ${JSON.stringify(marker.summary)}`);
+    else console.log(`state ${args.state} already holds ${args.dir} (loaded ${marker.loaded_at})`);
+  } catch (e) {
+    console.error(`worker-local: ${e instanceof PublishLoadError ? e.message : e.stack}`);
+    if (!(e instanceof PublishLoadError)) console.error("(a state from an older layout? retry with --fresh)");
+    await mf.dispose().catch(() => {});
+    process.exit(1);
   }
-  const d1Dir = path.join(args.state, "d1", "miniflare-D1DatabaseObject");
-  const isDatabase = (f) => f.endsWith(".sqlite") && f !== "metadata.sqlite";
-  const d1File = existsSync(d1Dir) ? readdirSync(d1Dir).find(isDatabase) : null;
-  if (d1File) console.log(`D1 (track_access_log for the promotion job): ${path.join(d1Dir, d1File)}`);
+  const database = d1File(args.state);
+  if (database) console.log(`D1 (track_access_log for the promotion job): ${database}`);
   console.log(`serving ${args.dir} on ${url.origin} (Vectorize: a local stand-in over the published NDJSON)`);
   console.log(`  curl ${url.origin}/tracks/{spotify_id}/features`);
   console.log("ready");
