@@ -1,8 +1,8 @@
 // scripts/worker-local.sh: one command serves a publish directory on 127.0.0.1, keeps its state across
-// restarts, and leaves the access log in a plain SQLite file the promotion job can read.
+// restarts, reloads a republish, and leaves the access log in a plain SQLite file the promotion job reads.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, utimesSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -14,11 +14,14 @@ const SCRIPT = path.join(WORKER_DIR, "..", "scripts", "worker-local.sh");
 const START_TIMEOUT_MS = 120_000;
 let src;
 let state;
+let publish; // a copy: the test touches a file to see a republish reloaded
 const running = new Set();
 
 before(async () => {
   src = await publishedSource();
   state = mkdtempSync(path.join(tmpdir(), "aria-state-"));
+  publish = path.join(mkdtempSync(path.join(tmpdir(), "aria-publish-copy-")), "publish");
+  cpSync(src.dir, publish, { recursive: true });
 });
 after(() => {
   for (const child of running) child.kill("SIGTERM");
@@ -38,7 +41,7 @@ function freePort() {
 /** Starts the script; resolves with the child and its output once it printed "ready". */
 async function start() {
   const port = await freePort();
-  const child = spawn("bash", [SCRIPT, src.dir, String(port)], {
+  const child = spawn("bash", [SCRIPT, publish, String(port)], {
     env: { ...process.env, WORKER_STATE_DIR: state },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -77,7 +80,7 @@ const getJson = async (port, p) => {
 };
 
 describe("scripts/worker-local.sh", () => {
-  test("serves, persists write-backs across a restart, and leaves the access log in SQLite", async () => {
+  test("serves, keeps write-backs across a restart, reloads a republish, leaves the access log in SQLite", async () => {
     const id = [...src.shardRows.keys()].find((i) => !src.kv.has(`spotify:af:${i}`)
       && src.d1("SELECT 1 FROM spotify_audio_features_cache WHERE spotify_id = ?", [i]).length === 0);
     assert.ok(id, "a track only the cold tier holds");
@@ -100,6 +103,15 @@ describe("scripts/worker-local.sh", () => {
     const d1File = second.output().match(/^D1 \(track_access_log for the promotion job\): (.+)$/m)?.[1];
     await stop(second.child);
 
+    // A republish (any published file changed) reloads: KV and R2 anew, D1 through its import files.
+    const kvFile = path.join(publish, "kv", readdirSync(path.join(publish, "kv")).sort()[0]);
+    utimesSync(kvFile, new Date(), new Date(Date.now() + 5000));
+    const third = await start();
+    assert.match(third.output(), /loaded /);
+    const again = await getJson(third.port, `/tracks/${id}/features`);
+    assert.equal(again.body.source, "r2", "the write-backs went with the old publish");
+    await stop(third.child);
+
     assert.ok(d1File, "the script names its D1 file");
     const rows = JSON.parse(execFileSync("python3", ["-c", `import json, sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -109,7 +121,7 @@ print(json.dumps([list(r) for r in db.execute(
     { encoding: "utf8" }));
     const mine = rows.find((r) => r[0] === id);
     assert.ok(mine, "the access-log row is in the persisted D1");
-    assert.ok(mine[1] >= 2, `counted every lookup (${mine[1]})`);
+    assert.ok(mine[1] >= 3, `counted every lookup across the republish (${mine[1]})`);
     assert.equal(mine[2], 0, "not vectorized yet");
     assert.equal(mine[3], 1, "joined with the written-back features, as the promotion query does");
   });

@@ -19,7 +19,6 @@ export const KV_MAX_PAIRS_PER_BULK = 10_000;
 /** Statements sent to D1 per batch (a batch is one transaction in Miniflare, like one import). */
 const D1_BATCH_STATEMENTS = 50;
 const D1_BATCH_BYTES = 4_000_000;
-const PARALLEL_PUTS = 16;
 /** KV items per request to the loader Worker (a bulk payload holds up to 10,000). */
 const KV_ITEMS_PER_POST = 1000;
 /**
@@ -58,16 +57,6 @@ function walk(dir, base = dir) {
     const full = path.join(dir, e.name);
     return e.isDirectory() ? walk(full, base) : [path.relative(base, full).split(path.sep).join("/")];
   }).sort();
-}
-
-async function parallel(items, fn) {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(PARALLEL_PUTS, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++];
-      await fn(item);
-    }
-  }));
 }
 
 /** A file's bytes as a plain ArrayBuffer (Miniflare's proxy refuses Buffer views of Node's pool). */
@@ -232,25 +221,6 @@ async function loadVectors(bucket, vectorDir, indexes, log) {
     log(`vectorize: ${name} (${files.length - 1} NDJSON files, stand-in)`);
   }
   return count;
-}
-
-/** Deletes every object / key (a reload of KV and R2 replaces them whole). */
-export async function clearBindings(mf) {
-  const kv = await mf.getKVNamespace(BINDINGS.kv);
-  let cursor;
-  do {
-    const page = await kv.list({ cursor });
-    await parallel(page.keys, (k) => kv.delete(k.name));
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  const buckets = [await mf.getR2Bucket(BINDINGS.r2), await mf.getR2Bucket(STANDIN_BUCKET_BINDING, STANDIN_WORKER)];
-  for (const bucket of buckets) {
-    let listed;
-    do {
-      listed = await bucket.list({ cursor: listed?.cursor });
-      if (listed.objects.length) await bucket.delete(listed.objects.map((o) => o.key));
-    } while (listed.truncated);
-  }
 }
 
 /** Applies the d1/*.sql import files only (what a republish does to D1). */

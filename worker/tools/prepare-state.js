@@ -7,7 +7,7 @@ import path from "node:path";
 import { Miniflare } from "miniflare";
 import { PublishLoadError } from "./load-publish.js";
 import { miniflareOptions, publishedShardMap } from "./miniflare-options.js";
-import { ensureLoaded } from "./state.js";
+import { loadInto, reuseOrReset } from "./state.js";
 
 const [publishDir, stateDir] = process.argv.slice(2).map((p) => path.resolve(p));
 if (!publishDir || !stateDir) {
@@ -16,10 +16,11 @@ if (!publishDir || !stateDir) {
 }
 mkdirSync(stateDir, { recursive: true });
 const indexes = publishedShardMap(publishDir)?.indexes ?? [];
+const reused = reuseOrReset(stateDir, publishDir);
 const mf = new Miniflare(miniflareOptions({ indexes, persistRoot: stateDir }));
 try {
   await mf.ready;
-  const { marker } = await ensureLoaded(mf, publishDir, stateDir, { indexes });
+  const marker = reused ?? await loadInto(mf, publishDir, stateDir, { indexes });
   console.log(`loaded ${publishDir} in ${marker.seconds} s: ${JSON.stringify(marker.summary)}`);
 } catch (e) {
   console.error(`prepare-state: ${e instanceof PublishLoadError ? e.message : e.stack}`);

@@ -12,7 +12,7 @@ import path from "node:path";
 import { Log, LogLevel, Miniflare } from "miniflare";
 import { PublishLoadError } from "./load-publish.js";
 import { miniflareOptions, publishedShardMap, WORKER_DIR } from "./miniflare-options.js";
-import { d1File, ensureLoaded } from "./state.js";
+import { d1File, loadInto, reuseOrReset } from "./state.js";
 
 function usage(message) {
   if (message) console.error(`worker-local: ${message}`);
@@ -40,6 +40,7 @@ async function main() {
   if (args.fresh) rmSync(args.state, { recursive: true, force: true });
   mkdirSync(args.state, { recursive: true });
   const indexes = publishedShardMap(args.dir)?.indexes ?? [];
+  const reused = reuseOrReset(args.state, args.dir);
   const mf = new Miniflare(miniflareOptions({
     indexes, persistRoot: args.state, port: args.port, host: "127.0.0.1", log: new Log(LogLevel.INFO),
   }));
@@ -47,9 +48,12 @@ async function main() {
   const url = await mf.ready;
 
   try {
-    const { marker, loaded } = await ensureLoaded(mf, args.dir, args.state, { indexes, log: (l) => console.log(l) });
-    if (loaded) console.log(`loaded ${args.dir} in ${marker.seconds} s: ${JSON.stringify(marker.summary)}`);
-    else console.log(`state ${args.state} already holds ${args.dir} (loaded ${marker.loaded_at})`);
+    if (reused) {
+      console.log(`state ${args.state} already holds ${args.dir} (loaded ${reused.loaded_at})`);
+    } else {
+      const marker = await loadInto(mf, args.dir, args.state, { indexes, log: (l) => console.log(l) });
+      console.log(`loaded ${args.dir} in ${marker.seconds} s: ${JSON.stringify(marker.summary)}`);
+    }
   } catch (e) {
     console.error(`worker-local: ${e instanceof PublishLoadError ? e.message : e.stack}`);
     if (!(e instanceof PublishLoadError)) console.error("(a state from an older layout? retry with --fresh)");

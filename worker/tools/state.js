@@ -1,12 +1,12 @@
 /**
  * A persisted Miniflare state (D1/KV/R2 under one directory) loaded from a publish directory, with a
- * marker naming what it holds so a second start skips the load. Used by tools/serve.js and, through
+ * marker naming what it holds (path and a fingerprint of its files) so a second start skips the load. Used by tools/serve.js and, through
  * tools/prepare-state.js, by run-tests.sh (load once, each test file starts from a copy).
  */
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { clearBindings, loadPublish } from "./load-publish.js";
+import { loadPublish } from "./load-publish.js";
 
 export const MARKER = "aria-publish.json";
 
@@ -36,19 +36,25 @@ export function loadedMarker(stateDir, publishDir) {
 }
 
 /**
- * Loads the publish directory into a Miniflare persisted at stateDir unless it already holds it.
- * @returns {Promise<{marker: object, loaded: boolean}>}
+ * Before Miniflare starts on stateDir: the marker when it already holds this publish directory, else
+ * null after removing the persisted KV and R2 (a load replaces them whole; deleting 40,000 keys one by
+ * one takes minutes) — D1 is kept: the import files apply on top, so track_access_log survives.
  */
-export async function ensureLoaded(mf, publishDir, stateDir, { indexes, log = () => {} }) {
-  const existing = loadedMarker(stateDir, publishDir);
-  if (existing) return { marker: existing, loaded: false };
+export function reuseOrReset(stateDir, publishDir) {
+  const marker = loadedMarker(stateDir, publishDir);
+  if (marker) return marker;
+  for (const sub of ["kv", "r2", MARKER]) rmSync(path.join(stateDir, sub), { recursive: true, force: true });
+  return null;
+}
+
+/** Loads the publish directory into the started Miniflare and writes the marker. */
+export async function loadInto(mf, publishDir, stateDir, { indexes, log = () => {} }) {
   const started = Date.now();
-  await clearBindings(mf);
   const summary = await loadPublish(mf, publishDir, { indexes, log });
   const marker = { publish_dir: publishDir, fingerprint: fingerprint(publishDir), loaded_at: new Date().toISOString(),
     seconds: (Date.now() - started) / 1000, summary };
   writeFileSync(path.join(stateDir, MARKER), JSON.stringify(marker, null, 1));
-  return { marker, loaded: true };
+  return marker;
 }
 
 /** The D1 SQLite file of a persisted state (what the promotion job reads track_access_log from). */
