@@ -40,7 +40,7 @@ def expected(raw: float | int | None, low: float, high: float) -> float:
 
 
 @SPARK
-@given(st.lists(ROW, min_size=1, max_size=40))
+@given(st.lists(ROW, min_size=20, max_size=60))
 def test_every_component_lies_in_0_1_for_any_input(spark, rows):
     got = spark.createDataFrame(rows, SCHEMA).select(transforms.vector_column().alias("vector")).collect()
     assert len(got) == len(rows)

@@ -55,8 +55,8 @@ def mutated(draw: st.DrawFn) -> str:
 
 
 @SPARK
-@given(st.lists(CODES.flatmap(lambda code: st.tuples(st.just(code), decorated(code))), min_size=1, max_size=40),
-       st.lists(st.one_of(st.none(), mutated()), min_size=1, max_size=60))
+@given(st.lists(CODES.flatmap(lambda code: st.tuples(st.just(code), decorated(code))), min_size=10, max_size=40),
+       st.lists(st.one_of(st.none(), mutated()), min_size=20, max_size=80))
 def test_isrc_normalisation(spark, decorated_codes, others):
     rows = [(value, code) for code, value in decorated_codes] + [(value, None) for value in others]
     frame = spark.createDataFrame(rows, "value string, code string")
@@ -106,8 +106,8 @@ LATIN = st.text(st.one_of(st.characters(min_codepoint=0xC0, max_codepoint=0x17F)
 
 
 @SPARK
-@given(st.lists(st.one_of(st.none(), ANY_TEXT), min_size=1, max_size=40),
-       st.lists(accented(), min_size=1, max_size=30), st.lists(LATIN, min_size=1, max_size=30))
+@given(st.lists(st.one_of(st.none(), ANY_TEXT), min_size=20, max_size=60),
+       st.lists(accented(), min_size=10, max_size=40), st.lists(LATIN, min_size=10, max_size=40))
 def test_fold(spark, anything, accents, latin):
     rows = ([("any", v, None) for v in anything] + [("accented", v, plain) for plain, v in accents]
             + [("latin", v, None) for v in latin])

@@ -51,7 +51,7 @@ TRICKY = st.sampled_from(["\\", "\t", "\n", "\r", "\b", "\f", "\v", "N", "\\N", 
                           "\x7f", "\x85", "\u2028", "é", "人", "\U0001f600"])
 PIECE = st.one_of(TRICKY, st.characters(codec="utf-8", exclude_characters="\x00"))
 VALUE = st.one_of(st.none(), st.lists(PIECE, max_size=10).map("".join))
-ROWS = st.lists(st.lists(VALUE, min_size=len(COLUMNS) - 1, max_size=len(COLUMNS) - 1), min_size=1, max_size=30)
+ROWS = st.lists(st.lists(VALUE, min_size=len(COLUMNS) - 1, max_size=len(COLUMNS) - 1), min_size=10, max_size=40)
 
 
 def _read(spark, lines: list[str]) -> list:
@@ -82,7 +82,7 @@ RAW_PIECE = st.one_of(TRICKY.filter(lambda piece: piece not in ("\n", "\r")),
 RAW_FIELD = st.one_of(VALUE.map(copy_field), st.lists(RAW_PIECE, max_size=8).map("".join))
 FIELDS = st.one_of(st.lists(RAW_FIELD, min_size=len(COLUMNS), max_size=len(COLUMNS)),
                    st.lists(RAW_FIELD, max_size=len(COLUMNS) + 2))
-LINES = st.lists(FIELDS.map("\t".join), min_size=1, max_size=30)
+LINES = st.lists(FIELDS.map("\t".join), min_size=10, max_size=40)
 
 
 @SPARK

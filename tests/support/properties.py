@@ -1,7 +1,8 @@
 """Hypothesis settings shared by the property tests (tests/*/test_properties_*.py).
 
-A Spark query costs ~0.1 s on an idle machine and ~1 s on a busy one, so the Spark properties draw a whole
-batch of values per example and run few examples; the pure-Python ones run more. ``ARIA_PROPERTY_SCALE=10``
+A Spark query costs ~0.1 s on an idle machine and seconds on a busy one, so the Spark properties draw a
+whole batch of values per example (a list with a minimum size, so batches hold tens of values rather than
+hypothesis' usual handful) and run few examples; the pure-Python ones run more. ``ARIA_PROPERTY_SCALE=10``
 multiplies every budget for a deeper search (e.g. before a release, or after changing a normaliser).
 No example database is kept (a failure prints its example; hypothesis' own cache in ``.hypothesis/`` is
 git-ignored).
@@ -27,6 +28,6 @@ def budget(examples: int) -> settings:
 
 
 # Spark properties: one DataFrame per example, each example a list of values.
-SPARK = budget(8)
+SPARK = budget(5)
 # Plain-Python properties.
 PURE = budget(100)
