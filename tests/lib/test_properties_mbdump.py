@@ -55,7 +55,7 @@ ROWS = st.lists(st.lists(VALUE, min_size=len(COLUMNS) - 1, max_size=len(COLUMNS)
 
 
 def _read(spark, lines: list[str]) -> list:
-    """The recording table holding ``lines`` read back with every column as a string, in line order."""
+    """The recording table holding ``lines``, read back with every column as a string."""
     with tempfile.TemporaryDirectory(prefix="props-mbdump-") as folder:
         path = Path(folder) / "recording"
         path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
