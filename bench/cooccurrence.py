@@ -29,8 +29,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
+from bench.common import measure, spark_pid, timed, write_result  # noqa: E402
 from jobs.sample.ids import base62_ids  # noqa: E402
 
 SIZES = (500_000, 2_000_000, 8_000_000)
@@ -105,10 +104,10 @@ def bronze_table(base: Path, rows: int) -> Path:
     wanted = {"rows": rows, "seed": SEED, "generator": 1}
     if not (marker.exists() and json.loads(marker.read_text()) == wanted):
         shutil.rmtree(warehouse, ignore_errors=True)
-        started = time.perf_counter()
-        write_deltalake(uri, playlist_rows(rows), mode="overwrite", target_file_size=16 << 20)
+        with timed() as generation:
+            write_deltalake(uri, playlist_rows(rows), mode="overwrite", target_file_size=16 << 20)
         marker.write_text(json.dumps(wanted))
-        print(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s -> {uri}", flush=True)
+        print(f"generated {rows:,} rows in {generation.wall:.1f} s -> {uri}", flush=True)
     return warehouse
 
 
@@ -116,57 +115,6 @@ def data_files(uri: str) -> list[str]:
     from deltalake import DeltaTable
 
     return [path.removeprefix("file://") for path in DeltaTable(uri).file_uris()]
-
-
-# ------------------------------------------------------------------------------------------------
-# CPU clocks
-
-
-def tree_cpu_seconds(root_pid: int) -> float:
-    """utime + stime (with reaped children) of a process and all its descendants, from /proc."""
-    parent, cpu = {}, {}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(name)] = int(fields[1])
-        cpu[int(name)] = sum(int(value) for value in fields[11:15])
-    total = 0
-    for pid, value in cpu.items():
-        node = pid
-        while node not in (0, 1, root_pid) and node in parent:
-            node = parent[node]
-        if node == root_pid:
-            total += value
-    return total / ticks
-
-
-@dataclass
-class Timing:
-    wall: float
-    cpu: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class SparkClock:
-    def __init__(self, spark: Any) -> None:
-        self.pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
-
-    def measure(self, work: Any) -> tuple[Timing, Any]:
-        cpu, wall = tree_cpu_seconds(self.pid), time.perf_counter()
-        result = work()
-        return Timing(time.perf_counter() - wall, tree_cpu_seconds(self.pid) - cpu), result
-
-
-def process_measure(work: Any) -> tuple[Timing, Any]:
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = work()
-    return Timing(time.perf_counter() - wall, time.process_time() - cpu), result
 
 
 # ------------------------------------------------------------------------------------------------
@@ -344,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(args.dir)
     spark = build_session(load_config(use_default_file=False).with_overrides({"spark.master": "local[2]"}),
                           "bench-cooccurrence")
-    clock = SparkClock(spark)
+    jvm = spark_pid(spark)
     if not args.no_warmup:
         warehouse = bronze_table(base, WARMUP_ROWS)
-        timing, _ = clock.measure(lambda: run_job(spark, warehouse, base / f"rows{WARMUP_ROWS}" / "work"))
+        timing, _ = measure(lambda: run_job(spark, warehouse, base / f"rows{WARMUP_ROWS}" / "work"), jvm)
         print(f"warm-up job run ({WARMUP_ROWS:,} rows, cold JVM): {timing.wall:.1f} s wall, {timing.cpu:.1f} s CPU",
               flush=True)
 
@@ -357,25 +305,26 @@ def main(argv: list[str] | None = None) -> int:
         files = data_files(delta.table_path(str(warehouse), "bronze", "spotify_playlist_tracks"))
         out = base / f"rows{rows}" / "peers"
         line: dict[str, Any] = {"rows": rows}
-        job_timing, summary = clock.measure(lambda warehouse=warehouse, rows=rows: run_job(
-            spark, warehouse, base / f"rows{rows}" / "work"))
+        job_timing, summary = measure(lambda warehouse=warehouse, rows=rows: run_job(
+            spark, warehouse, base / f"rows{rows}" / "work"), jvm)
         line["job"] = job_timing
         line["summary"] = summary
         job_pairs = data_files(delta.table_path(str(warehouse), "gold", "playlist_cooccurrence"))
         job_top = data_files(delta.table_path(str(warehouse), "gold", "cooccurrence_top"))
         for name, integer_ids in (("duckdb", False), ("duckdb-int", True)):
-            timing, _ = process_measure(lambda name=name, integer_ids=integer_ids, files=files, out=out: run_duckdb(
+            timing, _ = measure(lambda name=name, integer_ids=integer_ids, files=files, out=out: run_duckdb(
                 files, out / name, integer_ids))
             timing.extra = mismatches(job_pairs, job_top, str(out / name / "pairs.parquet"),
                                       str(out / name / "top.parquet"))
             line[name] = timing
         if rows <= args.naive_max_rows:
-            timing, _ = clock.measure(lambda out=out, files=files: run_naive(spark, files, out / "naive"))
+            timing, _ = measure(lambda out=out, files=files: run_naive(spark, files, out / "naive"), jvm)
             timing.extra = mismatches(job_pairs, job_top, str(out / "naive" / "pairs" / "*.parquet"),
                                       str(out / "naive" / "top" / "*.parquet"))
             line["naive"] = timing
         results.append(line)
         report_size(line)
+        write_result("cooccurrence", line)
     report_table(results)
     spark.stop()
     return 0

@@ -22,12 +22,12 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Timing, measure, spark_pid, timed, write_result  # noqa: E402
 from jobs.ingest.sources import REAL_FILES, real_queries  # noqa: E402
 from jobs.sample.generator import MANIFEST, SampleSpec, generate  # noqa: E402
 from lib.config import load_config  # noqa: E402
@@ -40,30 +40,30 @@ def ensure_dump(data: Path, tracks: int) -> None:
     manifest = data / "spotify" / MANIFEST
     if manifest.exists() and json.loads(manifest.read_text())["spec"]["tracks"] == tracks:
         return
-    started = time.perf_counter()
-    generate(data / "spotify", data / "musicbrainz", SampleSpec(tracks=tracks))
-    print(f"generated {tracks:,} tracks in {time.perf_counter() - started:.1f} s", flush=True)
+    with timed() as generation:
+        generate(data / "spotify", data / "musicbrainz", SampleSpec(tracks=tracks))
+    print(f"generated {tracks:,} tracks in {generation.wall:.1f} s", flush=True)
 
 
-def raw_read(data: Path) -> tuple[int, float]:
+def raw_read(data: Path) -> tuple[int, Timing]:
     from dataclasses import fields
 
     from lib.sources.sqlite import key_bounds, read_range
 
     queries = real_queries({key: data / "spotify" / name for key, name in REAL_FILES.items()})
     rows = 0
-    started = time.perf_counter()
-    for field in fields(queries):
-        query = getattr(queries, field.name)
-        table = query.from_clause.split()[0]
-        key = "playlist_rowid" if table == "playlist_tracks" else "rowid"
-        low, high = key_bounds(query.db_path, table, key)
-        for _, _, stats in read_range(query, low, high):
-            rows += stats.read
-    return rows, time.perf_counter() - started
+    with timed() as timing:
+        for field in fields(queries):
+            query = getattr(queries, field.name)
+            table = query.from_clause.split()[0]
+            key = "playlist_rowid" if table == "playlist_tracks" else "rowid"
+            low, high = key_bounds(query.db_path, table, key)
+            for _, _, stats in read_range(query, low, high):
+                rows += stats.read
+    return rows, timing
 
 
-def run_ingest(spark, data: Path, in_task_lookup: bool, rows_per_task: int = 500_000) -> tuple[int, float, dict]:
+def run_ingest(spark, data: Path, in_task_lookup: bool, rows_per_task: int = 500_000) -> tuple[int, Timing, dict]:
     from jobs.ingest import job
 
     warehouse = data / f"bench-warehouse-{'lookup' if in_task_lookup else 'join'}"
@@ -74,12 +74,10 @@ def run_ingest(spark, data: Path, in_task_lookup: bool, rows_per_task: int = 500
         "ingest.quick_check": False, "ingest.rows_per_task": rows_per_task,
         **({} if in_task_lookup else {"ingest.in_task_lookup_max_tracks": 0}),
     })
-    started = time.perf_counter()
-    summary = job.run(spark, config)
-    seconds = time.perf_counter() - started
+    timing, summary = measure(lambda: job.run(spark, config), spark_pid(spark))
     rows = sum(t.get("rows_read", 0) for name, t in summary["tables"].items() if not name.startswith("mb_"))
     shutil.rmtree(warehouse, ignore_errors=True)
-    return rows, seconds, summary
+    return rows, timing, summary
 
 
 def main() -> None:
@@ -92,9 +90,11 @@ def main() -> None:
     data = args.data.resolve()
     ensure_dump(data, args.tracks)
 
-    raw_rows, raw_seconds = raw_read(data)
-    raw_rate = raw_rows / raw_seconds
-    print(f"raw ADBC read (1 process): {raw_rows:,} rows in {raw_seconds:.1f} s = {raw_rate:,.0f} rows/s", flush=True)
+    raw_rows, raw = raw_read(data)
+    raw_rate = raw_rows / raw.wall
+    print(f"raw ADBC read (1 process): {raw_rows:,} rows in {raw} = {raw_rate:,.0f} rows/s", flush=True)
+    record: dict = {"tracks": args.tracks, "cores_assumed": args.cores, "rows_per_task": args.rows_per_task,
+                    "raw": {"rows": raw_rows, "timing": raw, "rows_per_s": round(raw_rate)}}
 
     from lib.spark import build_session
 
@@ -106,15 +106,17 @@ def main() -> None:
     warmup = data.parent / f"{data.name}-warmup"
     ensure_dump(warmup, WARMUP_TRACKS)
     run_ingest(spark, warmup, True)
-    results = {}
     for in_task_lookup in (True, False):
-        rows, seconds, _ = run_ingest(spark, data, in_task_lookup, args.rows_per_task)
-        rate = rows / seconds
+        rows, timing, _ = run_ingest(spark, data, in_task_lookup, args.rows_per_task)
+        rate = rows / timing.wall
+        ratio = rate / (raw_rate * args.cores)
         label = "in-task lookups (default)" if in_task_lookup else "Spark joins (in_task_lookup_max_tracks = 0)"
-        results[label] = (rows, seconds, rate)
-        print(f"ingest ({label}): {rows:,} rows in {seconds:.1f} s = {rate:,.0f} rows/s; "
-              f"ratio to raw x {args.cores} cores = {rate / (raw_rate * args.cores):.2f}", flush=True)
+        record["in_task_lookup" if in_task_lookup else "spark_joins"] = {
+            "rows": rows, "timing": timing, "rows_per_s": round(rate), "ratio_to_raw_x_cores": round(ratio, 3)}
+        print(f"ingest ({label}): {rows:,} rows in {timing} = {rate:,.0f} rows/s; "
+              f"ratio to raw x {args.cores} cores = {ratio:.2f}", flush=True)
     spark.stop()
+    write_result("ingest", record)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Timing, spark_pid, timed, write_result  # noqa: E402
 from jobs.vectors import knn  # noqa: E402
 from lib.config import load_config  # noqa: E402
 from lib.spark import build_session  # noqa: E402
@@ -56,46 +56,45 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
 
 
-def run_faiss(seeds: np.ndarray, cands: np.ndarray, k: int, threads: int) -> tuple[float, float, np.ndarray]:
-    """(wall seconds, CPU seconds of this process, neighbour rows)."""
+def run_faiss(seeds: np.ndarray, cands: np.ndarray, k: int, threads: int) -> tuple[Timing, np.ndarray]:
+    """(wall and CPU seconds of this process, neighbour rows)."""
     import faiss
 
     faiss.omp_set_num_threads(threads)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    index = faiss.IndexFlatIP(DIM)
-    index.add(normalised(cands))
-    _, found = index.search(normalised(seeds), k + 1)
-    return time.perf_counter() - started, time.process_time() - cpu_started, found
+    with timed() as timing:
+        index = faiss.IndexFlatIP(DIM)
+        index.add(normalised(cands))
+        _, found = index.search(normalised(seeds), k + 1)
+    return timing, found
 
 
-def run_numpy(seeds: np.ndarray, cands: np.ndarray, k: int, seed_block: int) -> tuple[float, np.ndarray]:
-    started = time.perf_counter()
-    unit_c, unit_s = normalised(cands), normalised(seeds)
-    found = np.empty((len(seeds), k + 1), np.int64)
-    for start in range(0, len(seeds), seed_block):
-        scores = unit_s[start:start + seed_block] @ unit_c.T
-        part = np.argpartition(-scores, k, axis=1)[:, : k + 1]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        found[start:start + seed_block] = np.take_along_axis(part, order, axis=1)
-    return time.perf_counter() - started, found
+def run_numpy(seeds: np.ndarray, cands: np.ndarray, k: int, seed_block: int) -> tuple[Timing, np.ndarray]:
+    with timed() as timing:
+        unit_c, unit_s = normalised(cands), normalised(seeds)
+        found = np.empty((len(seeds), k + 1), np.int64)
+        for start in range(0, len(seeds), seed_block):
+            scores = unit_s[start:start + seed_block] @ unit_c.T
+            part = np.argpartition(-scores, k, axis=1)[:, : k + 1]
+            order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+            found[start:start + seed_block] = np.take_along_axis(part, order, axis=1)
+    return timing, found
 
 
-def run_job(spark, parquet: str, n_seeds: int, options: knn.SearchOptions, out: str) -> tuple[float, dict]:
-    started = time.perf_counter()
-    vectors = spark.read.parquet(parquet)
-    seeds = vectors.orderBy("spotify_id").limit(n_seeds)
-    result, plan = knn.exact_top_k(spark, seeds, vectors, options)
-    prepared = time.perf_counter()
-    result.write.mode("overwrite").parquet(out)
-    seconds = time.perf_counter() - started
+def run_job(spark, parquet: str, n_seeds: int, options: knn.SearchOptions, out: str) -> tuple[Timing, dict]:
+    with timed(spark_pid(spark)) as timing:
+        with timed() as prepare:
+            vectors = spark.read.parquet(parquet)
+            seeds = vectors.orderBy("spotify_id").limit(n_seeds)
+            result, plan = knn.exact_top_k(spark, seeds, vectors, options)
+        result.write.mode("overwrite").parquet(out)
     info = {
         "broadcast": plan.broadcast,
         "blocks": plan.blocks,
-        "collect_seeds_and_count_seconds": round(prepared - started, 2),
-        "search_merge_write_seconds": round(seconds - (prepared - started), 2),
+        "collect_seeds_and_count_seconds": round(prepare.wall, 2),
+        "search_merge_write_seconds": round(timing.wall - prepare.wall, 2),
         **plan.kernel_stats(),
     }
-    return seconds, info
+    return timing, info
 
 
 def disagreements(job: dict[str, list[str]], ids: np.ndarray, found: np.ndarray, seed_ids: np.ndarray) -> list[int]:
@@ -149,31 +148,32 @@ def main() -> None:
                                   "cores": os.cpu_count()}
 
     cores = os.cpu_count() or 1
-    faiss_s, faiss_cpu, faiss_found = run_faiss(seed_vectors, vectors, args.k, cores)
-    figures["faiss_seconds"] = round(faiss_s, 2)
-    figures["faiss_cpu_seconds"] = round(faiss_cpu, 2)
-    print(f"faiss IndexFlatIP ({cores} threads): {faiss_s:.2f} s", flush=True)
+    faiss_t, faiss_found = run_faiss(seed_vectors, vectors, args.k, cores)
+    figures["faiss_seconds"] = round(faiss_t.wall, 2)
+    figures["faiss_cpu_seconds"] = round(faiss_t.cpu, 2)
+    print(f"faiss IndexFlatIP ({cores} threads): {faiss_t.wall:.2f} s", flush=True)
     if args.faiss_one_thread:  # what one job task runs per block: tells kernel cost from Spark overhead
-        one_s, one_cpu, _ = run_faiss(seed_vectors, vectors, args.k, 1)
-        figures["faiss_1_thread_seconds"] = round(one_s, 2)
-        figures["faiss_1_thread_cpu_seconds"] = round(one_cpu, 2)
-        print(f"faiss IndexFlatIP (1 thread): {one_s:.2f} s", flush=True)
+        one_t, _ = run_faiss(seed_vectors, vectors, args.k, 1)
+        figures["faiss_1_thread_seconds"] = round(one_t.wall, 2)
+        figures["faiss_1_thread_cpu_seconds"] = round(one_t.cpu, 2)
+        print(f"faiss IndexFlatIP (1 thread): {one_t.wall:.2f} s", flush=True)
     if not args.skip_numpy:
-        numpy_s, numpy_found = run_numpy(seed_vectors, vectors, args.k, args.numpy_seed_block)
-        figures["numpy_seconds"] = round(numpy_s, 2)
-        print(f"numpy blocked matmul + argpartition: {numpy_s:.2f} s", flush=True)
+        numpy_t, numpy_found = run_numpy(seed_vectors, vectors, args.k, args.numpy_seed_block)
+        figures["numpy_seconds"] = round(numpy_t.wall, 2)
+        print(f"numpy blocked matmul + argpartition: {numpy_t.wall:.2f} s", flush=True)
 
     config = load_config(use_default_file=False).with_overrides(
         {"spark.master": args.master, "spark.driver_memory": "6g", "spark.log_level": "ERROR"}
     )
-    started = time.perf_counter()
-    spark = build_session(config, "bench-knn", {"spark.sql.shuffle.partitions": "4"})
-    figures["spark_start_seconds"] = round(time.perf_counter() - started, 2)
+    with timed() as start:
+        spark = build_session(config, "bench-knn", {"spark.sql.shuffle.partitions": "4"})
+    figures["spark_start_seconds"] = round(start.wall, 2)
     options = knn.SearchOptions(k=args.k, block_rows=args.block_rows, margin=args.margin, threads=1)
-    job_s, info = run_job(spark, parquet, args.seeds, options, str(work / "job_out"))
-    figures["job_seconds"] = round(job_s, 2)
+    job_t, info = run_job(spark, parquet, args.seeds, options, str(work / "job_out"))
+    figures["job_seconds"] = round(job_t.wall, 2)
+    figures["job_cpu_seconds"] = round(job_t.cpu, 2)
     figures["job"] = info
-    print(f"job (Spark {args.master}, exact): {job_s:.2f} s  {json.dumps(info)}", flush=True)
+    print(f"job (Spark {args.master}, exact): {job_t.wall:.2f} s  {json.dumps(info)}", flush=True)
 
     rows = pq.read_table(str(work / "job_out")).to_pylist()
     job: dict[str, list[str]] = {}
@@ -187,12 +187,13 @@ def main() -> None:
         # float32 peers order near-ties arbitrarily; where they differ, the job must match float64
         figures[f"differing_seeds_float64_exact_{name}"] = job_is_float64_exact(job, ids, vectors, differing, args.k)
     if not args.skip_numpy:
-        figures["job_vs_numpy"] = round(job_s / numpy_s, 2)
-    figures["job_vs_faiss"] = round(job_s / faiss_s, 2)
+        figures["job_vs_numpy"] = round(job_t.wall / numpy_t.wall, 2)
+    figures["job_vs_faiss"] = round(job_t.wall / faiss_t.wall, 2)
     spark.stop()
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures, indent=2))
+    write_result("knn", figures)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Timing, measure, spark_pid, timed, write_result  # noqa: E402
 from jobs.sample.generator import MANIFEST, TRUTH, SampleSpec, generate  # noqa: E402
 from jobs.xref import job as xref  # noqa: E402
 from lib import delta  # noqa: E402
@@ -99,13 +99,13 @@ def ensure_data(data: Path, tracks: int, config: Config) -> None:
     from jobs.ingest import job as ingest
     from lib.spark import build_session
 
-    started = time.perf_counter()
-    generate(data / "spotify", data / "musicbrainz", SampleSpec(tracks=tracks))
-    print(f"generated {tracks:,} tracks in {time.perf_counter() - started:.1f} s", flush=True)
+    with timed() as generation:
+        generate(data / "spotify", data / "musicbrainz", SampleSpec(tracks=tracks))
+    print(f"generated {tracks:,} tracks in {generation.wall:.1f} s", flush=True)
     ingest_config = config.with_overrides({"paths.warehouse": str(data / "warehouse")})
-    started = time.perf_counter()
-    ingest.run(build_session(ingest_config, "bench-xref-ingest"), ingest_config)
-    print(f"ingested in {time.perf_counter() - started:.1f} s", flush=True)
+    with timed() as ingestion:
+        ingest.run(build_session(ingest_config, "bench-xref-ingest"), ingest_config)
+    print(f"ingested in {ingestion.wall:.1f} s", flush=True)
 
 
 def link_bronze(data: Path, warehouse: Path) -> None:
@@ -117,25 +117,23 @@ def link_bronze(data: Path, warehouse: Path) -> None:
             os.symlink(data / "warehouse" / "bronze" / table, link)
 
 
-def run_ours(config: Config) -> tuple[dict, float]:
+def run_ours(config: Config) -> tuple[dict, Timing]:
     from lib.spark import build_session
 
     spark = build_session(config, "bench-xref")
-    started = time.perf_counter()
-    summary = xref.run(spark, config)
-    return summary, time.perf_counter() - started
+    timing, summary = measure(lambda: xref.run(spark, config), spark_pid(spark))
+    return summary, timing
 
 
-def run_peer(data: Path) -> tuple[object, float]:
+def run_peer(data: Path) -> tuple[object, Timing]:
     import duckdb
 
     con = duckdb.connect()
     con.execute(PEER_MACROS)
     files = {t: [str(p) for p in delta.open_table(delta.table_path(str(data / "warehouse"), "bronze", t))
                  .file_uris()] for t in BRONZE if f"${t}" in PEER_SQL}
-    started = time.perf_counter()
-    table = con.sql(PEER_SQL, params=files).to_arrow_table()
-    return table, time.perf_counter() - started
+    timing, table = measure(lambda: con.sql(PEER_SQL, params=files).to_arrow_table())
+    return table, timing
 
 
 def score(output: object, truth_path: Path) -> list[dict]:
@@ -198,10 +196,9 @@ def normalizer_benchmark(config: Config, rows: int) -> dict:
     python = frame.mapInArrow(python_keys, "key string")
     for label, keyed in (("spark_builtins", builtin), ("mapInArrow_python", python)):
         keyed.agg(F.max("key")).collect()  # warm-up (code generation, Python workers)
-        started = time.perf_counter()
-        keyed.agg(F.max("key")).collect()
-        seconds = time.perf_counter() - started
-        results[label] = {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+        timing, _ = measure(lambda keyed=keyed: keyed.agg(F.max("key")).collect(), spark_pid(spark))
+        results[label] = {"seconds": round(timing.wall, 2), "cpu_seconds": round(timing.cpu, 2),
+                          "rows_per_s": round(rows / timing.wall)}
     frame.unpersist()
     return results
 
@@ -228,24 +225,25 @@ def main() -> None:
     ensure_data(data, args.tracks, base)
     link_bronze(data, work / "warehouse")
 
-    summary, ours_seconds = run_ours(base)
+    summary, ours = run_ours(base)
     ours_table = delta.open_table(delta.table_path(base.paths.warehouse, "gold", xref.OUTPUT)).to_pyarrow_table(
         columns=["spotify_id", "mbid", "match_method"])
-    peer_table, peer_seconds = run_peer(data)
+    peer_table, peer = run_peer(data)
     truth = data / "spotify" / TRUTH
     rows = summary["rows"]
     report = {
         "tracks": rows,
         "cores": os.cpu_count(),
-        "ours": {"seconds": round(ours_seconds, 1), "tracks_per_s": round(rows / ours_seconds),
-                 **quality(score(ours_table, truth)), "summary": summary},
-        "peer_listenbrainz_duckdb": {"seconds": round(peer_seconds, 1), "tracks_per_s": round(rows / peer_seconds),
-                                     **quality(score(peer_table, truth))},
-        "speed_ratio_ours_over_peer": round(peer_seconds / ours_seconds, 3),
+        "ours": {"seconds": round(ours.wall, 1), "cpu_seconds": round(ours.cpu, 1),
+                 "tracks_per_s": round(rows / ours.wall), **quality(score(ours_table, truth)), "summary": summary},
+        "peer_listenbrainz_duckdb": {"seconds": round(peer.wall, 1), "cpu_seconds": round(peer.cpu, 1),
+                                     "tracks_per_s": round(rows / peer.wall), **quality(score(peer_table, truth))},
+        "speed_ratio_ours_over_peer": round(peer.wall / ours.wall, 3),
     }
     if args.normalizer_rows:
         report["normalizer"] = normalizer_benchmark(base, args.normalizer_rows)
     print(json.dumps(report, indent=2, default=str))
+    write_result("xref", report)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -353,6 +354,8 @@ def _coerce(setting: Setting, raw: Any, name: str, origin: str, base_dir: Path, 
             raise bad("a string")
         value: Any = raw
         if kind == "path" and value and "://" not in value:
+            if "\x00" in value:  # the OS would refuse it later, with an error naming no key
+                raise bad("a path without NUL characters")
             value = str((base_dir / value).resolve()) if not os.path.isabs(value) else os.path.normpath(value)
         if setting.choices and value not in setting.choices:
             raise ConfigError(
@@ -380,15 +383,15 @@ def _coerce(setting: Setting, raw: Any, name: str, origin: str, base_dir: Path, 
     elif kind == "float":
         if isinstance(raw, bool):
             raise bad("a number")
-        if isinstance(raw, (int, float)):
-            value = float(raw)
-        elif from_text and isinstance(raw, str):
+        if isinstance(raw, (int, float)) or (from_text and isinstance(raw, str)):
             try:
                 value = float(raw)
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: a TOML integer beyond the float range
                 raise bad("a number") from None
         else:
             raise bad("a number")
+        if not math.isfinite(value):  # "nan" compares false with every bound, so it would pass them all
+            raise bad("a finite number")
     elif kind == "str_list":
         if from_text and isinstance(raw, str):
             return [part.strip() for part in raw.split(",") if part.strip()]

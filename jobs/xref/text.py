@@ -21,6 +21,7 @@ ListenBrainz's ``[^\w]``.
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from functools import cache
 
@@ -37,14 +38,14 @@ LATIN_EXPANSION_BLOCKS = ((0x00C0, 0x024F), (0x1E00, 0x1EFF), (0xFB00, 0xFB06))
 SPECIAL_FOLDS = {
     "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ł": "l", "Ł": "L", "ħ": "h", "Ħ": "H", "ı": "i", "ŧ": "t",
     "Ŧ": "T", "ƀ": "b", "ð": "d", "Ð": "D", "ĸ": "k", "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe",
-    "Œ": "OE", "þ": "th", "Þ": "TH", "ĳ": "ij", "Ĳ": "IJ",
+    "Œ": "OE", "þ": "th", "Þ": "TH", "ĳ": "ij", "Ĳ": "IJ", "ŋ": "ng", "Ŋ": "NG", "ŉ": "'n",
 }
 
 # ISRC (ISO 3901): country (2 letters), registrant (3 alphanumerics), year (2 digits), designation (5 digits).
 ISRC_PATTERN = r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$"
 # What "normalised" drops (issue: hyphens, spaces and dots): ASCII and Unicode hyphens/dashes, any
-# whitespace including no-break space, full stops.
-ISRC_SEPARATORS = r"[\s\u00A0\u2010-\u2015.\-]+"
+# whitespace including no-break and em spaces (Java's plain \s is ASCII only), full stops.
+ISRC_SEPARATORS = r"[\p{IsWhite_Space}\u2010-\u2015.\-]+"
 
 # Non-word characters: everything but letters and digits. Combining marks left after folding (decomposed
 # input, Thai tone marks, Arabic vowel signs, Devanagari matras) go too, as in ListenBrainz's ``[^\w]``.
@@ -86,7 +87,9 @@ def fold_table() -> tuple[str, str, dict[str, str]]:
             continue
         if len(folded) == 1:
             source.append(char)
-            target.append(folded)
+            # Lower-cased: ``fold`` lower-cases first, but letters without a lower-case form (ℂ, ᴬ) fold to
+            # capitals, and a second fold would change them again.
+            target.append(folded.lower() if len(folded.lower()) == 1 else folded)
         elif any(first <= code <= last for first, last in LATIN_EXPANSION_BLOCKS):
             expansions[char] = folded
     for char, folded in SPECIAL_FOLDS.items():
@@ -157,8 +160,10 @@ def digits(key: Column) -> Column:
 
 
 def isrc_normalized(isrc: Column) -> Column:
-    """Trimmed, upper-cased, separators dropped; NULL unless the result is a valid ISRC."""
-    cleaned = F.regexp_replace(F.upper(F.trim(isrc)), ISRC_SEPARATORS, "")
+    """ASCII letters upper-cased, separators dropped; NULL unless the result is a valid ISRC. Only ASCII is
+    upper-cased: ``upper`` would turn ß, ﬀ, ı or ſ into ASCII letters and accept codes no one wrote."""
+    upper = F.translate(isrc, string.ascii_lowercase, string.ascii_uppercase)
+    cleaned = F.regexp_replace(upper, ISRC_SEPARATORS, "")
     return F.when(cleaned.rlike(ISRC_PATTERN), cleaned)
 
 

@@ -5,7 +5,8 @@ COPY text format: one row per line, TAB between fields, ``\\N`` for NULL, and in
 ``\\\\``, ``\\t``, ``\\n``, ``\\r``, ``\\b``, ``\\f``, ``\\v`` (PostgreSQL's COPY TO emits no other). Unescaping
 is done without regular expressions: ``\\\\`` first becomes U+0000 (a character PostgreSQL text cannot
 hold), then the single-letter escapes are replaced, then U+0000 becomes ``\\``. A naive TAB split
-without this corrupts titles that contain tabs or backslashes.
+without this corrupts titles that contain tabs or backslashes. A string field with any other backslash
+sequence (``\\q``, ``a\\Nb``, a trailing ``\\``) is not COPY TO output: its line is rejected, not decoded.
 """
 
 from __future__ import annotations
@@ -132,16 +133,37 @@ def _isrc_layout(dump: MbDump, sequence: int | None) -> str:
     raise InputError(f"{dump.table_file('isrc')}: first line has {fields} columns; expected 5 (schema 31) or 6")
 
 
+_PLACEHOLDER = "\u0000"
+_ESCAPES = (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\b", "\b"), ("\\f", "\f"), ("\\v", "\v"))
+
+
+def _hide_backslashes(column: Any) -> Any:
+    """``\\\\`` → U+0000, so what remains of a backslash can only start a one-letter escape."""
+    from pyspark.sql import functions as F
+
+    return F.replace(column, F.lit("\\\\"), F.lit(_PLACEHOLDER))
+
+
 def unescape(column: Any) -> Any:
     """A COPY text field as a Spark string column: ``\\N`` → NULL, escapes undone (built-ins only)."""
     from pyspark.sql import functions as F
 
-    placeholder = F.lit("\u0000")
-    value = F.replace(column, F.lit("\\\\"), placeholder)
-    for escape, char in (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\b", "\b"), ("\\f", "\f"), ("\\v", "\v")):
+    value = _hide_backslashes(column)
+    for escape, char in _ESCAPES:
         value = F.replace(value, F.lit(escape), F.lit(char))
-    value = F.replace(value, placeholder, F.lit("\\"))
+    value = F.replace(value, F.lit(_PLACEHOLDER), F.lit("\\"))
     return F.when(column == F.lit("\\N"), F.lit(None).cast("string")).otherwise(value)
+
+
+def bad_escape(column: Any) -> Any:
+    """True when a raw field holds a backslash sequence COPY TO never writes (``\\q``, ``a\\Nb``, a trailing
+    ``\\``): such a line is not COPY output, and keeping the backslash would pass corrupt text on silently.
+    The cheap ``contains`` runs first; only fields with a backslash reach the regular expression."""
+    from pyspark.sql import functions as F
+
+    letters = "".join(escape[1] for escape, _ in _ESCAPES)
+    return (column.contains("\\") & (column != F.lit("\\N"))
+            & _hide_backslashes(column).rlike(f"\\\\(?![{letters}])"))
 
 
 def read_table(spark: Any, dump: MbDump, table: str, columns: Sequence[tuple[str, str]]) -> Any:
@@ -161,12 +183,14 @@ def read_table(spark: Any, dump: MbDump, table: str, columns: Sequence[tuple[str
     reasons = [F.when((count < minimum) | (count > len(layout)),
                       F.concat(F.lit(f"expected {len(layout)} tab-separated fields, got "), count.cast("string")))]
     for name, spark_type in columns:
-        raw = unescape(F.get(fields, layout.index(name)))
+        field = F.get(fields, layout.index(name))
+        raw = unescape(field)
         if spark_type == "boolean":
             typed = F.when(raw == "t", F.lit(True)).when(raw == "f", F.lit(False))
             reasons.append(F.when(raw.isNotNull() & typed.isNull(), F.lit(f"{name} is not t/f")))
         elif spark_type == "string":
             typed = raw
+            reasons.append(F.when(bad_escape(field), F.lit(f"{name} has a backslash sequence COPY does not write")))
         else:
             typed = raw.try_cast(spark_type)
             reasons.append(F.when(raw.isNotNull() & typed.isNull(), F.lit(f"{name} is not {spark_type}")))
