@@ -240,9 +240,11 @@ def run_job(spark: Any, warehouse: Path, work: Path) -> dict[str, Any]:
     from lib.config import load_config
 
     config = load_config(use_default_file=False).with_overrides({
+        "runs.skip_unchanged": False,  # benchmarks rerun jobs on unchanged data on purpose
         "paths.warehouse": str(warehouse), "paths.work": str(work), "spark.master": "local[2]",
     })
-    return job.run(spark, config)
+    summary = job.run(spark, config)
+    return {**summary["metrics"], "phases": summary["metrics"].get("step_detail", {})}
 
 
 # ------------------------------------------------------------------------------------------------

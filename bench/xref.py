@@ -121,7 +121,7 @@ def run_ours(config: Config) -> tuple[dict, Timing]:
     from lib.spark import build_session
 
     spark = build_session(config, "bench-xref")
-    timing, summary = measure(lambda: xref.run(spark, config), spark_pid(spark))
+    timing, summary = measure(lambda: xref.run(spark, config)["metrics"], spark_pid(spark))
     return summary, timing
 
 
@@ -216,6 +216,7 @@ def main() -> None:
 
     data, work = args.data.resolve(), args.work.resolve()
     base = load_config(use_default_file=False, base_dir=work).with_overrides({
+        "runs.skip_unchanged": False,  # benchmarks rerun jobs on unchanged data on purpose
         "paths.spotify": str(data / "spotify"), "paths.musicbrainz": str(data / "musicbrainz"),
         "paths.work": str(work / "scratch"), "paths.warehouse": str(work / "warehouse"),
         "spark.master": "local[*]", "spark.driver_memory": args.driver_memory,
