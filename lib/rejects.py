@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import posixpath
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lib import delta
+from lib import delta, storage
 
 REJECTS_TABLE = "_rejects"
 REJECT_COLUMN = "_reject"
@@ -82,12 +81,9 @@ class RejectSink:
                     "rejected_at": now,
                 }
             )
-        folder = posixpath.join(self.staging_dir, f"table={table}")
-        os.makedirs(folder, exist_ok=True)
-        target = posixpath.join(folder, f"part-{split}.parquet")
-        temp = f"{target}.{uuid.uuid4().hex[:6]}.tmp"
-        pq.write_table(pa.Table.from_pylist(records, schema=FILE_SCHEMA), temp)
-        os.replace(temp, target)
+        target = posixpath.join(self.staging_dir, f"table={table}", f"part-{split}.parquet")
+        with storage.atomic_output(target) as out:
+            pq.write_table(pa.Table.from_pylist(records, schema=FILE_SCHEMA), out.path, filesystem=out.fs)
         return len(records)
 
     def stage(self, spark: Any, tables: Sequence[str]) -> delta.StagedWrite:

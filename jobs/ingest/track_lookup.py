@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from jobs.ingest.transforms import (
     LINKS_ORPHANED,
     ONLY_AS_TRACK_REF,
 )
-from lib import delta
+from lib import delta, storage
 from lib.rejects import REJECT_COLUMN
 
 # What a worker process has loaded, reused by every task of the run (Python workers are reused).
@@ -44,7 +43,7 @@ class ParquetFiles:
 
     @classmethod
     def landed(cls, folder: str) -> ParquetFiles:
-        return cls(folder, tuple(sorted(p.name for p in Path(folder).glob("*.parquet"))))
+        return cls(folder, tuple(storage.list_names(folder, ".parquet")))
 
     @classmethod
     def staged(cls, staged: delta.StagedWrite) -> ParquetFiles:

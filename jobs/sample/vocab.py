@@ -15,19 +15,21 @@ artists are counted) a roman-numeral suffix keeps names unique.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import math
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-VOCAB_FILE = Path(__file__).with_name("vocab.json")
+# Read as package data, not through ``__file__``: on a cluster the code arrives as the --py-files zip
+# (lib/cli.py), where ``vocab.json`` is a zip member and no path on disk.
+VOCAB_RESOURCE = ("jobs.sample", "vocab.json")
 
 # Letters NFKD does not decompose; folded like unidecode would.
 _SPECIAL_FOLD = str.maketrans({"ø": "o", "Ø": "O", "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
@@ -73,7 +75,8 @@ class Vocab:
 
 @cache
 def load_vocab() -> Vocab:
-    raw = json.loads(VOCAB_FILE.read_text(encoding="utf-8"))
+    package, name = VOCAB_RESOURCE
+    raw = json.loads(importlib.resources.files(package).joinpath(name).read_text(encoding="utf-8"))
 
     def pair(key: str) -> tuple[pa.Array, pa.Array]:
         items = raw[key]

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lib import storage
 from lib.errors import InputError
 from lib.rejects import REJECT_COLUMN, RejectSink
 
@@ -434,23 +435,15 @@ class Landing:
 
 
 def _write_stats(stats_dir: str, name: str, range_id: int, stats: RangeStats) -> None:
-    os.makedirs(stats_dir, exist_ok=True)
-    target = posixpath.join(stats_dir, f"{name}-r{range_id:06d}.json")
-    temp = f"{target}.{uuid.uuid4().hex[:6]}.tmp"
-    with open(temp, "w") as handle:
-        json.dump(stats.to_dict(), handle)
-    os.replace(temp, target)
+    storage.write_bytes(posixpath.join(stats_dir, f"{name}-r{range_id:06d}.json"), json.dumps(stats.to_dict()).encode())
 
 
 def collect_stats(stats_dir: str, name: str) -> RangeStats:
     """Sum the per-range statistics of one query (one file per range, so retries do not double count)."""
     total = RangeStats()
-    if not os.path.isdir(stats_dir):
-        return total
-    for entry in sorted(os.listdir(stats_dir)):
-        if entry.startswith(f"{name}-r") and entry.endswith(".json"):
-            with open(posixpath.join(stats_dir, entry)) as handle:
-                data = json.load(handle)
+    for entry in storage.list_names(stats_dir, ".json"):
+        if entry.startswith(f"{name}-r"):
+            data = json.loads(storage.read_bytes(posixpath.join(stats_dir, entry)))
             total.add(RangeStats(data["read"], data["kept"], data["excluded"], data["rejected"],
                                  data.get("noted", {})))
     return total
@@ -478,23 +471,18 @@ def _run_range(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int
     _write_stats(stats_dir, query.name, range_id, total)
 
 
-def _land_one(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int) -> int:
-    """Write one range to ``part-r<range>.parquet`` (a retried task overwrites its own file); a range
-    without rows leaves no file."""
-    os.makedirs(landing.data_dir, exist_ok=True)
+def land_range(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int) -> int:
+    """What one task does: read one range and write it to ``part-r<range>.parquet`` in ``landing.data_dir``
+    (a local path, shared mount or object store; a retried task replaces its own file), its rejects to
+    ``sink`` and its counts to ``stats_dir``. A range without rows leaves no file."""
     target = posixpath.join(landing.data_dir, f"part-r{range_id:06d}.parquet")
-    temp = f"{target}.{uuid.uuid4().hex[:6]}.tmp"
     rows = 0
-    try:
-        with pq.ParquetWriter(temp, landing.arrow_schema, compression="zstd") as writer:
+    with storage.atomic_output(target) as out:
+        with pq.ParquetWriter(out.path, landing.arrow_schema, compression="zstd", filesystem=out.fs) as writer:
             for good in _run_range(landing, sink, stats_dir, range_id, low, high):
                 writer.write_batch(good)
                 rows += good.num_rows
-        if rows:
-            os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+        out.keep = rows > 0
     return rows
 
 
@@ -519,7 +507,7 @@ def land_ranges(spark: Any, landings: Sequence[Landing], sink: RejectSink, stats
     def land(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for index, range_id, low, high in zip(*(batch.column(i).to_pylist() for i in range(4))):
-                rows = _land_one(landings[index], sink, stats_dir, range_id, low, high)
+                rows = land_range(landings[index], sink, stats_dir, range_id, low, high)
                 yield pa.RecordBatch.from_pydict({"landing": [index], "rows": [rows]},
                                                  schema=pa.schema([("landing", pa.int32()), ("rows", pa.int64())]))
 
