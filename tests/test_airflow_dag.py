@@ -1,7 +1,8 @@
 """The example Airflow DAG with real Airflow, in its own virtualenv (scripts/airflow-venv.sh; Airflow pins too
 many packages to share the project's lock): the DagBag loads it with no import error, its tasks are the
 pipeline's jobs in the pipeline's order, and ``dag.test()`` runs it end to end on a tiny sample through
-``./spark-submit.sh``. Marked ``airflow``; skipped when that virtualenv is absent."""
+``./spark-submit.sh``, and a second run skips every job. Marked ``airflow``; skipped when that virtualenv is
+absent."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.pipeline.job import planned_jobs
-from lib import delta
+from lib import delta, runs
+from lib.config import load_config
 from tests.support.configs import make_config
 from tests.support.warehouse import SAMPLE_SETTINGS
 
@@ -85,10 +87,12 @@ def test_dag_loads_with_the_pipelines_order_and_runs_end_to_end(tmp_path):
     assert loaded["task_count"] == len(loaded["tasks"])  # one chain, every task on it
     assert loaded["schedule"] == "@weekly"
     assert all(loaded["retries"][job] > 0 and loaded["exponential_backoff"][job] for job in loaded["tasks"][1:])
-    assert all(f"./spark-submit.sh {job}" in loaded["commands"][job] for job in loaded["tasks"])
+    assert all(f"./spark-submit.sh {job}" in loaded["commands"][job] for job in loaded["tasks"][1:])
+    assert "./spark-submit.sh pipeline --only sample" in loaded["commands"]["sample"]
 
     variables = tmp_path / "variables.json"
-    variables.write_text(json.dumps({"aria_signals_conf": str(write_conf(tmp_path)), "aria_signals_sample": "true"}))
+    conf = write_conf(tmp_path)
+    variables.write_text(json.dumps({"aria_signals_conf": str(conf)}))
     ran = check(tmp_path, "--test", "--variables", str(variables))
     assert ran["run_state"] == "success", ran
     assert ran["states"] == dict.fromkeys(loaded["tasks"], "success")
@@ -97,3 +101,11 @@ def test_dag_loads_with_the_pipelines_order_and_runs_end_to_end(tmp_path):
         assert DeltaTable(delta.table_path(warehouse, "gold", table)).to_pyarrow_table().num_rows > 0, table
     if "report" in loaded["tasks"]:
         assert (tmp_path / "report" / "report.html").stat().st_size > 0
+
+    # A second run changes nothing: the dump is there (no sample), every job skips itself, the DAG succeeds.
+    again = check(tmp_path, "--test", "--variables", str(variables))
+    assert again["run_state"] == "success", again
+    history = runs.history(load_config(conf, use_default_file=False))
+    assert [s["status"] for s in history if s["job"] == "sample"] == ["succeeded"]
+    latest = {s["job"]: s["status"] for s in history if s["job"] not in ("sample", "pipeline")}
+    assert latest == dict.fromkeys(loaded["tasks"][1:], "skipped")

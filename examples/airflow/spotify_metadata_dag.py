@@ -7,10 +7,13 @@ equal those of its last successful run (the job frame's incremental skip), so a 
 dump takes seconds per task; a task that fails is retried with exponential back-off, and a retry resumes the
 job's finished steps.
 
-Airflow Variables (Admin → Variables, or ``airflow variables set``):
-- ``aria_signals_conf``: path of the TOML file handed to ``--conf`` (empty or unset: ``conf/local.toml``).
-- ``aria_signals_sample``: ``true`` to generate the sample dump first (demos and tests; never over a real
-  dump). Otherwise the ``sample`` task is skipped (exit code 99).
+The first task, ``sample``, follows the pipeline's rule: it generates the sample dump only when
+``paths.spotify`` holds no dump (``./spark-submit.sh pipeline --only sample``), and does nothing otherwise.
+
+The Airflow Variable ``aria_signals_conf`` (Admin → Variables, or ``airflow variables set``) names the TOML
+file handed to ``--conf``; empty or unset, the repository's ``conf/local.toml`` is used.
+
+Trigger with the run configuration ``{"force": true}`` to pass ``--force`` (rerun unchanged jobs).
 
 The repository is the one holding this file (two folders up), or ``ARIA_SIGNALS_REPO``; the worker needs the
 repository's own virtualenv (``./spark-submit.sh`` bootstraps it, or set ``ARIA_VENV``), not Airflow's.
@@ -34,7 +37,6 @@ except ImportError:  # Airflow 2.x
 REPO = Path(os.environ.get("ARIA_SIGNALS_REPO") or Path(__file__).resolve().parents[2])
 # jobs.pipeline.job.ORDER after the optional sample; the DAG test checks that the two agree.
 ORDER = ("ingest", "xref", "cooccurrence", "vectors", "graph", "publish", "report")
-SKIP_EXIT_CODE = 99  # BashOperator marks the task skipped
 
 
 def registered_jobs(repo: Path) -> set[str]:
@@ -54,16 +56,16 @@ CONF = "{% set conf = var.value.get('aria_signals_conf', '') %}{% if conf %} --c
 SUBMIT = f"cd {shlex.quote(str(REPO))} && ./spark-submit.sh"
 
 
+FORCE = "{% if params.force %} --force{% endif %}"
+
+
 def job_command(job: str) -> str:
     # --json: the job's whole summary is the last line of stdout, which BashOperator pushes as the task's XCom.
-    return f"{SUBMIT} {job}{CONF} --json"
+    return f"{SUBMIT} {job}{CONF}{FORCE} --json"
 
 
-SAMPLE_COMMAND = (
-    "{% if var.value.get('aria_signals_sample', 'false') | lower == 'true' %}" + job_command("sample")
-    + "{% else %}echo 'aria_signals_sample is not true: using the dump in paths.spotify'; "
-    + f"exit {SKIP_EXIT_CODE}{{% endif %}}"
-)
+# The pipeline plans sample only when paths.spotify holds no dump; narrowed to it, it runs sample or nothing.
+SAMPLE_COMMAND = f"{SUBMIT} pipeline --only sample{CONF} --json"
 
 with DAG(
     dag_id="spotify_metadata",
@@ -72,6 +74,7 @@ with DAG(
     start_date=dt.datetime(2026, 1, 4, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,  # runs share one warehouse
+    params={"force": False},
     default_args={
         "retries": 3,
         "retry_delay": dt.timedelta(minutes=2),
@@ -81,11 +84,8 @@ with DAG(
     },
     tags=["aria-signals", "spark"],
 ) as dag:
-    previous = BashOperator(task_id="sample", bash_command=SAMPLE_COMMAND, skip_on_exit_code=SKIP_EXIT_CODE,
-                            retries=0)
+    previous = BashOperator(task_id="sample", bash_command=SAMPLE_COMMAND, skip_on_exit_code=None)
     for job in JOBS:
-        # none_failed: a skipped sample (a real dump is present) does not skip the jobs after it
-        task = BashOperator(task_id=job, bash_command=job_command(job), trigger_rule="none_failed",
-                            skip_on_exit_code=None)
+        task = BashOperator(task_id=job, bash_command=job_command(job), skip_on_exit_code=None)
         previous >> task
         previous = task

@@ -217,17 +217,20 @@ def run_history(inputs: Inputs) -> Section:
         return section.note("No finished run in gold/_runs yet.")
     series: dict[str, tuple[list[dt.datetime], list[float]]] = {}
     for summary in finished:
-        if summary["job"] == "pipeline" or summary.get("seconds") is None:
+        if summary["job"] == "pipeline" or summary["status"] == "skipped" or summary.get("seconds") is None:
             continue
         xs, ys = series.setdefault(summary["job"], ([], []))
         xs.append(_started(summary))  # type: ignore[arg-type]
         ys.append(float(summary["seconds"]))
     if series:
-        section.add(figures.lines(series, "Seconds per job run", "seconds"))
+        section.add(figures.lines(series, "Seconds per job run (runs that did the work; skipped runs in the table)",
+                                  "seconds"))
     recent = finished[-inputs.settings["history_runs"]:]
     rows = [(s["job"], s["status"], s.get("started_at", "")[:19].replace("T", " "), s.get("seconds"),
-             sum(int(o.get("rows") or 0) for o in (s.get("outputs") or {}).values()),
-             sum(sum(r.values()) for r in (s.get("left_out") or {}).values()), s.get("code_version"))
+             *((None, None) if s["status"] == "skipped" else (  # a skipped run's outputs are its predecessor's
+                 sum(int(o.get("rows") or 0) for o in (s.get("outputs") or {}).values()),
+                 sum(sum(r.values()) for r in (s.get("left_out") or {}).values()))),
+             s.get("code_version"))
             for s in reversed(recent)]
     return section.add(Table(("job", "status", "started (UTC)", "seconds", "rows out", "rows left out", "code"), rows,
                              f"The latest {len(recent)} of {len(finished)} finished runs"))
