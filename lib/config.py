@@ -211,7 +211,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "artist_top_k": _i(100, "similar artists kept per artist", minimum=1),
     },
     "report": {
-        "dir": _p("data/report", "folder of the HTML report"),
+        "dir": _p("data/report", "folder of the HTML report (report.html, one self-contained file)"),
+        "examples": _i(3, "popular tracks whose co-occurrence and audio neighbours are listed", minimum=1),
+        "neighbours": _i(5, "neighbours listed per example track and source", minimum=1),
+        "history_runs": _i(30, "latest runs listed in the run-history table", minimum=1),
     },
 }
 

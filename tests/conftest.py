@@ -32,6 +32,14 @@ def config(tmp_path: Path) -> Config:
     return make_config(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def sample_warehouse(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """A tiny warehouse built once per session by the real jobs (tests/support/warehouse.py)."""
+    from tests.support import warehouse
+
+    return warehouse.build(spark, tmp_path_factory.mktemp("sample-warehouse"))
+
+
 # Cloudflare stand-in and moto S3 fixtures (cloudflare_standin, cloudflare_config, moto_endpoint, r2_bucket, …).
 from tests.support.cloudflare_fixtures import (  # noqa: E402, F401
     cloudflare_config,
