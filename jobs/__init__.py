@@ -9,5 +9,6 @@ JOBS: dict[str, tuple[str, str]] = {
     "cooccurrence": ("jobs.cooccurrence.job", "playlist pairs with PMI, Jaccard, score, LLR; top-K per track"),
     "xref": ("jobs.xref.job", "Spotify tracks -> MusicBrainz recordings (ISRC exact/normalized, metadata)"),
     "vectors": ("jobs.vectors.job", "13-dim audio vectors, tiers, facets, exact top-K neighbours"),
+    "graph": ("jobs.graph.job", "artist similarity, track clusters and components, inferred artist genres"),
     "pipeline": ("jobs.pipeline.job", "sample (when missing) and every job above, in order"),
 }

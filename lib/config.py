@@ -155,7 +155,17 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "d1_max_bytes": _i(5_000_000_000, "D1 budget; the spec keeps the hot cache in 5 GB"),
     },
     "graph": {
-        "artist_top_k": _i(100, "similar artists kept per artist", minimum=1),
+        "artist_top_k": _i(100, "similar artists kept per artist (also the voters of inferred genres)", minimum=1),
+        "artist_count": _i(100_000, "most popular artists (popularity, then followers) in gold/artist_similarity",
+                           minimum=1),
+        "artist_min_cooccurrence": _i(3, "artist pairs held by fewer qualifying playlists are dropped", minimum=1),
+        "artist_pair_partitions": _i(0, "artist pair-counting tasks (0: one per 8M possible pairs, at least "
+                                        "spark.shuffle_partitions)"),
+        "max_iterations": _i(20, "label propagation rounds at most", minimum=1),
+        "convergence_fraction": _f(0.001, "label propagation stops when fewer than this fraction of the tracks "
+                                          "change label in a round (0: when none does)", minimum=0.0),
+        "min_genre_confidence": _f(0.2, "inferred genres need a confidence above this (0..1)", minimum=0.0),
+        "partitions": _i(0, "tasks per label propagation / connected components round (0: spark.shuffle_partitions)"),
     },
     "report": {
         "dir": _p("data/report", "folder of the HTML report"),
@@ -366,6 +376,10 @@ def _check_relations(values: Mapping[str, Mapping[str, Any]]) -> None:
             f"({vec['tier_b_min_popularity']}) exceeds 'vectors.tier_a_min_popularity' "
             f"({vec['tier_a_min_popularity']})"
         )
+    graph = values["graph"]
+    for key in ("convergence_fraction", "min_genre_confidence"):
+        if not graph[key] < 1.0:
+            raise ConfigError(f"config key 'graph.{key}' must lie in [0, 1); got {graph[key]}")
     for section in ("vectors",):
         for key in ("tier_a_min_popularity", "tier_b_min_popularity"):
             if not 0 <= values[section][key] <= 100:

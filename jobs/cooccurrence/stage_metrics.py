@@ -64,13 +64,13 @@ def _stage_rows(spark: SparkSession, group: str) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def phase(spark: SparkSession, name: str, into: dict[str, Any]) -> Iterator[None]:
-    """Run the block as job group ``name``; put its metrics into ``into[name]``."""
+def phase(spark: SparkSession, name: str, into: dict[str, Any], job: str = "cooccurrence") -> Iterator[None]:
+    """Run the block as job group ``name`` (of ``job``, for the UI); put its metrics into ``into[name]``."""
     context = spark.sparkContext
     previous = context.getLocalProperty("spark.jobGroup.id")
     previous_description = context.getLocalProperty("spark.job.description")
-    group = f"cooccurrence-{name}-{next(_GROUP_IDS)}-{uuid.uuid4().hex[:8]}"
-    context.setJobGroup(group, f"cooccurrence: {name}")
+    group = f"{job}-{name}-{next(_GROUP_IDS)}-{uuid.uuid4().hex[:8]}"
+    context.setJobGroup(group, f"{job}: {name}")
     started = time.perf_counter()
     try:
         yield
