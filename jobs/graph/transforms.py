@@ -192,12 +192,13 @@ def encode_edges(edges: DataFrame, dictionary: DataFrame, broadcast: bool) -> Da
 
 
 def clusters_table(labels: DataFrame, dictionary: DataFrame, broadcast: bool) -> DataFrame:
-    """(spotify_id, cluster_id, cluster_size, iteration_converged) from (id, label, iteration): the cluster
-    is named by the track whose id became its label."""
+    """(spotify_id, cluster_id, cluster_size, iteration_converged) from (id, label, iteration): a cluster is
+    named by its smallest member track id (the label's own track may have moved to another cluster)."""
+    cluster = Window.partitionBy("label")
     sized = labels.select(
         F.col("id").cast("int").alias("spotify_id"),
-        F.col("label").cast("int").alias("cluster_id"),
-        F.count(F.lit(1)).over(Window.partitionBy("label")).alias("cluster_size"),
+        F.min("id").over(cluster).cast("int").alias("cluster_id"),
+        F.count(F.lit(1)).over(cluster).alias("cluster_size"),
         F.col("iteration").alias("iteration_converged"),
     )
     return pairs.decode(sized, dictionary, ("spotify_id", "cluster_id"), broadcast)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from itertools import pairwise
 
 import networkx as nx
 import numpy as np
@@ -46,7 +47,8 @@ def reference_propagation(edges, max_iter, fraction=0.0) -> tuple[dict[int, int]
         neighbours[b].append((a, w))
     label = {v: v for v in neighbours}
     rounds = 0
-    for rounds in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):
+        rounds = iteration
         new = {}
         for v, around in neighbours.items():
             tally: Counter[int] = Counter()
@@ -110,7 +112,7 @@ def test_self_loops_parallel_edges_and_lonely_vertices(known):
 def test_a_path_is_one_component(spark, tmp_path):
     order = list(range(100, 180))
     random.Random(5).shuffle(order)
-    edges = [(a, b, 1.0) for a, b in zip(order, order[1:])]
+    edges = [(a, b, 1.0) for a, b in pairwise(order)]
     graph = make_graph(spark, tmp_path, edges)
     assert labels(graph.connectedComponents(), "component") == dict.fromkeys(order, 100)
     # Large-star / small-star: far fewer rounds than the path's 79 hops (hash-min would need ~79).
