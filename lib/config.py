@@ -133,6 +133,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                             "'{artist} - {title} [{genres}]' (WordLlama, shipped in its wheel)"),
         "hybrid_text_weight": _f(1.0, "length of the text part of hybrid_vector (the audio part has length 1)",
                                  minimum=0.0),
+        "genre_rule": _s("spec", "detected_genres: the spec's top 3 profiles above 0.7, or the nearest profile only "
+                         "(more precise, docs/benchmarks.md)", ("spec", "nearest")),
     },
     "similar": {
         "seed_count": _i(100_000, "most popular tracks that get precomputed neighbours", minimum=1),
@@ -164,8 +166,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_iterations": _i(20, "label propagation rounds at most", minimum=1),
         "convergence_fraction": _f(0.001, "label propagation stops when fewer than this fraction of the tracks "
                                           "change label in a round (0: when none does)", minimum=0.0),
-        "min_genre_confidence": _f(0.2, "inferred genres need a confidence above this (0..1)", minimum=0.0),
+        "min_genre_confidence": _f(0.05, "inferred genres need a confidence above this (0..1; bench/genres.py)",
+                                   minimum=0.0),
         "partitions": _i(0, "tasks per label propagation / connected components round (0: spark.shuffle_partitions)"),
+        "broadcast_max_vertices": _i(10_000_000, "label propagation broadcasts the labels (16 bytes per track, via "
+                                     "the driver) up to this many tracks; above, each round shuffles the votes"),
     },
     "report": {
         "dir": _p("data/report", "folder of the HTML report"),

@@ -52,6 +52,9 @@ MAX_WEIGHT = 1_000.0
 # Kiveris et al. prove O(log² n) rounds: 2**31 vertices need at most ~30² / small constant. A run
 # that reaches this bound has a bug, not a big graph.
 MAX_COMPONENT_ROUNDS = 200
+# Label propagation broadcasts the labels (16 bytes per vertex, collected on the driver) up to this many
+# vertices; above, every round shuffles the votes (lib.graph._propagate).
+BROADCAST_VERTICES = 10_000_000
 
 Phase = Callable[[str], AbstractContextManager[Any]]
 
@@ -93,8 +96,9 @@ def _fingerprint(lo: str, hi: str) -> list[Column]:
 class Graph:
     """A graph of DataFrames: ``vertices(id long)`` (None: the ends of the edges) and
     ``edges(src long, dst long, …)``. ``checkpoint_dir`` holds the round states; ``partitions`` is the
-    number of tasks per round (default: spark.sql.shuffle.partitions); ``phase(name)`` wraps every round
-    (the job passes a context manager that records the round's stage metrics)."""
+    number of tasks per round (default: spark.sql.shuffle.partitions); label propagation broadcasts the
+    labels while the graph has at most ``broadcast_vertices`` vertices (``_propagate``); ``phase(name)``
+    wraps every round (the job passes a context manager that records the round's stage metrics)."""
 
     def __init__(
         self,
@@ -103,6 +107,7 @@ class Graph:
         checkpoint_dir: str,
         partitions: int | None = None,
         phase: Phase | None = None,
+        broadcast_vertices: int = BROADCAST_VERTICES,
     ) -> None:
         self.edges = edges
         self.spark = edges.sparkSession
@@ -110,6 +115,7 @@ class Graph:
         self.checkpoints = Checkpoints(checkpoint_dir)
         self.partitions = partitions or int(self.spark.conf.get("spark.sql.shuffle.partitions") or 8)
         self.phase: Phase = phase or (lambda name: nullcontext())
+        self.broadcast_vertices = broadcast_vertices
         # Per algorithm, its last run: one entry per round and whether it met its stopping test (what the
         # job summary and bench/graph.py report).
         self.history: dict[str, list[dict[str, Any]]] = {}
@@ -158,15 +164,8 @@ class Graph:
                 f"edge column '{weightCol}' holds {found['bad']} NULL, NaN or negative weight(s) or weights above "
                 f"{MAX_WEIGHT:g}"
             )
-        # Both directions, partitioned and sorted by source and kept: every round joins the labels to
-        # them, so only the (much smaller) label table moves and the arcs are never sorted again.
-        arcs = (
-            pairs.select(F.col("lo").alias("src"), F.col("hi").alias("dst"), "weight")
-            .union(pairs.select(F.col("hi").alias("src"), F.col("lo").alias("dst"), "weight"))
-            .repartition(self.partitions, "src")
-            .sortWithinPartitions("src")
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        arcs = pairs.select(F.col("lo").alias("src"), F.col("hi").alias("dst"), "weight").union(
+            pairs.select(F.col("hi").alias("src"), F.col("lo").alias("dst"), "weight"))
         weakest = arcs.groupBy(F.col("src").alias("id")).agg(F.min("weight").alias("own_weight"))
         start = self.vertices.select(F.col("id").cast("long").alias("id")).join(weakest, on="id", how="left")
         counted = Observation("graph_lpa_vertices")
@@ -180,6 +179,12 @@ class Graph:
             "lpa", 0,
         )
         vertices = observed_counts(counted, ("vertices",))["vertices"]
+        broadcast = vertices <= self.broadcast_vertices
+        # Both directions, kept partitioned and sorted (never moved again): by destination when the labels
+        # are broadcast, by source when they are joined by a shuffle (_propagate).
+        side = "dst" if broadcast else "src"
+        arcs = arcs.repartition(self.partitions, side).sortWithinPartitions(side)
+        arcs = arcs.persist(StorageLevel.MEMORY_AND_DISK)
         rounds: list[dict[str, Any]] = []
         self.history["labelPropagation"] = rounds
         self.converged["labelPropagation"] = vertices == 0
@@ -188,7 +193,7 @@ class Graph:
                 started = time.perf_counter()
                 changes = Observation(f"graph_lpa_{iteration}")
                 with self.phase(f"label_propagation_{iteration:02d}"):
-                    updated = _propagate(state, arcs, iteration).observe(
+                    updated = _propagate(state, arcs, iteration, broadcast, self.partitions).observe(
                         changes, F.count_if("changed").alias("changed")
                     )
                     state = self.checkpoints.save(updated.drop("changed"), "lpa", iteration)
@@ -245,14 +250,26 @@ class Graph:
         )
 
 
-def _propagate(state: DataFrame, arcs: DataFrame, iteration: int) -> DataFrame:
+def _propagate(state: DataFrame, arcs: DataFrame, iteration: int, broadcast: bool, partitions: int) -> DataFrame:
     """One synchronous round: (id, label, iteration, own_weight, changed).
 
     Messages (aggregateMessages): along each arc the source's label goes to the destination with the arc's
     weight; each vertex adds its own vote (current label, weakest edge's weight, and its bookkeeping
     columns, which only that row carries). Votes are summed per (vertex, label); the winner is the
-    largest sum, then the smallest label (max of (sum, −label))."""
-    neighbour_votes = arcs.join(state.select(F.col("id").alias("src"), "label"), on="src", how="inner").select(
+    largest sum, then the smallest label (max of (sum, −label)).
+
+    With ``broadcast`` the arcs are partitioned by destination: the labels are broadcast to them and the
+    own votes repartitioned the same way, so both sums run where the arcs are and a round moves only the
+    vertex table (measured at 1M edges: ~35 MB of shuffle per round without, see docs/benchmarks.md).
+    Without it (more vertices than fit a broadcast) the labels are shuffled to the arcs, partitioned by
+    source, and the votes are shuffled to their destinations.
+    """
+    if broadcast:
+        labels = F.broadcast(state.select(F.col("id").alias("src"), "label"))
+        state = state.repartition(partitions, "id")
+    else:
+        labels = state.select(F.col("id").alias("src"), "label")
+    neighbour_votes = arcs.join(labels, on="src", how="inner").select(
         F.col("dst").alias("id"),
         "label",
         F.col("weight").alias("votes"),

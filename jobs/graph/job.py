@@ -122,6 +122,7 @@ class GraphRun:
         return Graph(
             None, edges, self.work.path("checkpoints", name), self.partitions,
             phase=lambda round_name: phase(self.spark, round_name, self.phases, job="graph"),
+            broadcast_vertices=int(self.g.broadcast_max_vertices),
         )
 
     # -- artist similarity ------------------------------------------------------------------------

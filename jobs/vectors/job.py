@@ -80,6 +80,7 @@ def run(spark: SparkSession, config: Config) -> dict[str, Any]:
         xref,
         config.vectors.tier_a_min_popularity,
         config.vectors.tier_b_min_popularity,
+        config.vectors.genre_rule,
     )
     if config.vectors.hybrid:
         from jobs.vectors import hybrid

@@ -18,10 +18,10 @@ from lib.graph import WEIGHT_UNITS, Graph
 EDGES_DDL = "src long, dst long, weight double"
 
 
-def make_graph(spark, tmp_path, edges, vertices=None, partitions=None, name="g"):
+def make_graph(spark, tmp_path, edges, vertices=None, partitions=None, name="g", **options):
     frame = spark.createDataFrame(edges, EDGES_DDL)
     vertex_frame = None if vertices is None else spark.createDataFrame([(v,) for v in vertices], "id long")
-    return Graph(vertex_frame, frame, str(tmp_path / name), partitions)
+    return Graph(vertex_frame, frame, str(tmp_path / name), partitions, **options)
 
 
 def labels(frame, column="label") -> dict[int, int]:
@@ -166,12 +166,14 @@ def test_planted_communities_are_found(spark, tmp_path):
     assert score >= 0.9
 
 
-def test_label_propagation_equals_the_definition_for_any_partitioning(spark, tmp_path):
+@pytest.mark.parametrize("broadcast_vertices", [0, 10_000], ids=["shuffled-votes", "broadcast-labels"])
+def test_label_propagation_equals_the_definition_for_any_plan(spark, tmp_path, broadcast_vertices):
     rng = random.Random(11)
+    # Weights repeat (0.25, 0.5), so equal vote sums, and the tie rule, are common.
     edges = [(rng.randrange(120), rng.randrange(120), round(rng.choice([0.25, 0.5, rng.random()]), 3))
              for _ in range(500)]
     expected, rounds = reference_propagation(edges, 20)
-    graph = make_graph(spark, tmp_path, edges, partitions=3)  # the session's default is 2
+    graph = make_graph(spark, tmp_path, edges, partitions=3, broadcast_vertices=broadcast_vertices)
     assert labels(graph.labelPropagation(20, "weight")) == expected
     assert len(graph.history["labelPropagation"]) == rounds
 
