@@ -9,6 +9,7 @@ JOBS: dict[str, tuple[str, str]] = {
     "cooccurrence": ("jobs.cooccurrence.job", "playlist pairs with PMI, Jaccard, score, LLR; top-K per track"),
     "xref": ("jobs.xref.job", "Spotify tracks -> MusicBrainz recordings (ISRC exact/normalized, metadata)"),
     "vectors": ("jobs.vectors.job", "13-dim audio vectors, tiers, facets, exact top-K neighbours"),
+    "graph": ("jobs.graph.job", "artist similarity, track clusters and components, inferred artist genres"),
     "report": ("jobs.report.job", "one self-contained HTML report of the warehouse and the run records"),
     "pipeline": ("jobs.pipeline.job", "sample (when missing) and every job above, in order"),
 }

@@ -149,6 +149,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                             "'{artist} - {title} [{genres}]' (WordLlama, shipped in its wheel)"),
         "hybrid_text_weight": _f(1.0, "length of the text part of hybrid_vector (the audio part has length 1)",
                                  minimum=0.0),
+        "genre_rule": _s("spec", "detected_genres: the spec's top 3 profiles above 0.7, or the nearest profile only "
+                         "(more precise, docs/benchmarks.md)", ("spec", "nearest")),
     },
     "similar": {
         "seed_count": _i(100_000, "most popular tracks that get precomputed neighbours", minimum=1),
@@ -208,7 +210,20 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                          "would need more than 10,000 parts)", minimum=R2_MIN_PART_BYTES),
     },
     "graph": {
-        "artist_top_k": _i(100, "similar artists kept per artist", minimum=1),
+        "artist_top_k": _i(100, "similar artists kept per artist (also the voters of inferred genres)", minimum=1),
+        "artist_count": _i(100_000, "most popular artists (popularity, then followers) in gold/artist_similarity",
+                           minimum=1),
+        "artist_min_cooccurrence": _i(3, "artist pairs held by fewer qualifying playlists are dropped", minimum=1),
+        "artist_pair_partitions": _i(0, "artist pair-counting tasks (0: one per 8M possible pairs, at least "
+                                        "spark.shuffle_partitions)"),
+        "max_iterations": _i(20, "label propagation rounds at most", minimum=1),
+        "convergence_fraction": _f(0.001, "label propagation stops when fewer than this fraction of the tracks "
+                                          "change label in a round (0: when none does)", minimum=0.0),
+        "min_genre_confidence": _f(0.05, "inferred genres need a confidence above this (0..1; bench/genres.py)",
+                                   minimum=0.0),
+        "partitions": _i(0, "tasks per label propagation / connected components round (0: spark.shuffle_partitions)"),
+        "broadcast_max_vertices": _i(10_000_000, "label propagation broadcasts the labels (16 bytes per track, via "
+                                     "the driver) up to this many tracks; above, each round shuffles the votes"),
     },
     "report": {
         "dir": _p("data/report", "folder of the HTML report (report.html, one self-contained file)"),
@@ -447,6 +462,10 @@ def _check_relations(values: Mapping[str, Mapping[str, Any]]) -> None:
             f"({vec['tier_a_min_popularity']})"
         )
     _check_cloudflare(values)
+    graph = values["graph"]
+    for key in ("convergence_fraction", "min_genre_confidence"):
+        if not graph[key] < 1.0:
+            raise ConfigError(f"config key 'graph.{key}' must lie in [0, 1); got {graph[key]}")
     for section in ("vectors",):
         for key in ("tier_a_min_popularity", "tier_b_min_popularity"):
             if not 0 <= values[section][key] <= 100:

@@ -56,6 +56,13 @@ GOLD: dict[str, str] = {
         "artist string, genres array<string>, year int, decade int, mbid string, detected_genres array<string>"
     ),
     "precomputed_similar": "seed_spotify_id string, similar_spotify_id string, similarity_score double, rank int",
+    "artist_similarity": (
+        "artist_id string, similar_artist_id string, cooccurrence_count long, pmi_score double, jaccard_score double, "
+        "score double, rank int"
+    ),
+    "track_clusters": "spotify_id string, cluster_id string, cluster_size long, iteration_converged int",
+    "track_components": "spotify_id string, component_id string",
+    "artist_genres_inferred": "artist_id string, genre string, confidence double, source string",
 }
 
 

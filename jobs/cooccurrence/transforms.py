@@ -45,16 +45,17 @@ RANK_COLUMNS: dict[str, str] = {
 METRIC_COLUMNS = ("cooccurrence_count", "pmi_score", "jaccard_score", "score", "llr_score")
 
 
-def playlist_track_sets(rows: DataFrame, min_size: int, max_size: int) -> DataFrame:
-    """(playlist_id, tracks): the distinct track ids of each qualifying playlist.
+def playlist_track_sets(rows: DataFrame, min_size: int, max_size: int, *extra: Column) -> DataFrame:
+    """(playlist_id, tracks, extra…): the distinct track ids of each qualifying playlist.
 
     ``rows`` holds (playlist_id, track_id) without NULLs. A track listed twice counts once, both for the
-    size test and for c(t).
+    size test and for c(t). ``extra`` aggregates ride along in the same shuffle (the graph job collects
+    each playlist's primary artists here, so artist pairs use exactly these qualifying playlists).
     """
     tracks = F.collect_set("track_id")
     return (
         rows.groupBy("playlist_id")
-        .agg(tracks.alias("tracks"))
+        .agg(tracks.alias("tracks"), *extra)
         .where(F.size("tracks").between(min_size, max_size))
     )
 

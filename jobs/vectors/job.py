@@ -71,6 +71,7 @@ def build(run: Run) -> None:
         xref,
         config.vectors.tier_a_min_popularity,
         config.vectors.tier_b_min_popularity,
+        config.vectors.genre_rule,
     )
     if config.vectors.hybrid:
         from jobs.vectors import hybrid

@@ -82,6 +82,7 @@ def audio_vectors(
     xref: DataFrame | None,
     tier_a_min: int,
     tier_b_min: int,
+    genre_rule: str = "spec",
 ) -> tuple[DataFrame, dict[str, Observation]]:
     """One row per distinct features track_id: vector, tier and facets (see the job docstring)."""
     feats, feature_dupes = latest_features(features.select("track_id", *AUDIO_FEATURE_COLUMNS,
@@ -166,7 +167,7 @@ def audio_vectors(
         decade_column(F.col("release_year")).alias("decade"),
         "mbid",
     )
-    return frame.withColumn("detected_genres", detected_genres(F.col("vector"))), observations
+    return frame.withColumn("detected_genres", detected_genres(F.col("vector"), genre_rule)), observations
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs.vectors import transforms
-from jobs.vectors.genres import GENRE_PROFILES
+from jobs.vectors.genres import GENRE_PROFILES, detected_genres
 from lib.schemas import BRONZE
 
 FEATURES = (
@@ -217,6 +217,17 @@ def test_detected_genres_hand_computed_and_against_reference(built):
         assert row.detected_genres == reference_genres(row.vector), track_id
         matched += bool(row.detected_genres)
     assert 0 < matched < len(got)  # the threshold really filters
+
+
+def test_nearest_genre_rule_keeps_the_best_profile_only(spark, built):
+    got, _, _ = built
+    vectors = spark.createDataFrame([(t, r.vector) for t, r in got.items()], "spotify_id string, vector array<float>")
+    nearest = {r.spotify_id: r.g for r in vectors.select("spotify_id", detected_genres(F.col("vector"), "nearest")
+                                                          .alias("g")).collect()}
+    assert nearest == {t: reference_genres(r.vector)[:1] for t, r in got.items()}
+    assert nearest["edm"] == ["edm"]
+    with pytest.raises(ValueError, match="genre rule must be one of spec, nearest"):
+        detected_genres(F.col("vector"), "calibrated")
 
 
 def test_seeds_order_by_popularity_then_id_and_candidates_are_tier_a(spark):
