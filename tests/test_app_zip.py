@@ -25,8 +25,8 @@ print(len(words.titles), vocab.__file__)
 def app_zip() -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
     env.setdefault("ARIA_VENV", sys.prefix)  # the environment running the tests, not a fresh .venv
-    result = subprocess.run([str(ROOT / "spark-submit.sh"), "sample", "--print-command"], capture_output=True, text=True,
-                            cwd=ROOT, env=env, timeout=120)
+    result = subprocess.run([str(ROOT / "spark-submit.sh"), "sample", "--print-command"], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     command = result.stdout.split()
     return command[command.index("--py-files") + 1]
