@@ -14,10 +14,10 @@ unweighted and keeps no convergence test, so it would give other communities).
   label; each round it takes the label with the largest sum of edge weights among its neighbours'
   labels, ties → the smallest label. Synchronous rounds make bipartite parts flip forever (an isolated
   pair swaps labels every round), so each vertex also votes for its current label with the weight of
-  its weakest edge: the pair settles on the smaller label in one round. (Measured on planted graphs of
-  8 × 60 vertices: voting with the strongest edge instead made vertices so sticky that NMI fell to
-  0.59–0.70 on the sparse ones, where the weakest edge gives 0.78–0.995.) Weights are summed as fixed-point
-  integers (``WEIGHT_UNITS`` per unit), so a sum never depends on the order Spark adds in and equal sums
+  its weakest edge: the pair settles on the smaller label in one round. (In a one-off comparison on
+  planted graphs of 8 × 60 vertices, voting with the strongest edge instead made vertices so sticky
+  that NMI fell to 0.59–0.70 on the sparse ones, where the weakest edge gives 0.78–0.995.) Weights are summed
+  as fixed-point integers (``WEIGHT_UNITS`` per unit), so a sum never depends on the order Spark adds in and equal sums
   are exactly equal: the result is the same for any partitioning. Stops after ``maxIter`` rounds or when
   fewer than ``convergenceFraction`` of the vertices changed label (none changed, with 0).
 - ``connectedComponents``: the large-star / small-star rounds of Kiveris et al., "Connected Components in
@@ -49,9 +49,9 @@ from lib.spark import observed_counts
 # Fixed-point weights: 1e-9 resolution; weights up to MAX_WEIGHT keep any vertex's sum far inside a long.
 WEIGHT_UNITS = 1_000_000_000
 MAX_WEIGHT = 1_000.0
-# Kiveris et al. prove O(log² n) rounds: 2**31 vertices need at most ~30² / small constant. A run
-# that reaches this bound has a bug, not a big graph.
-MAX_COMPONENT_ROUNDS = 200
+# Kiveris et al. prove O(log² n) rounds (log₂²(2³¹) ≈ 961); real graphs need a handful (5 at 1M edges in
+# bench/graph.py). A run that reaches this bound has a bug, not a big graph.
+MAX_COMPONENT_ROUNDS = 1_000
 # Label propagation broadcasts the labels (16 bytes per vertex, collected on the driver) up to this many
 # vertices; above, every round shuffles the votes (lib.graph._propagate).
 BROADCAST_VERTICES = 10_000_000
