@@ -9,5 +9,7 @@ JOBS: dict[str, tuple[str, str]] = {
     "cooccurrence": ("jobs.cooccurrence.job", "playlist pairs with PMI, Jaccard, score, LLR; top-K per track"),
     "xref": ("jobs.xref.job", "Spotify tracks -> MusicBrainz recordings (ISRC exact/normalized, metadata)"),
     "vectors": ("jobs.vectors.job", "13-dim audio vectors, tiers, facets, exact top-K neighbours"),
+    "publish": ("jobs.publish.job", "gold tables -> D1, Vectorize, KV, R2 (or local files), exactly once"),
+    "promote": ("jobs.promote.job", "tracks read often from the cold tier (track_access_log) -> Vectorize"),
     "pipeline": ("jobs.pipeline.job", "sample (when missing) and every job above, in order"),
 }
