@@ -7,10 +7,12 @@ D1's import API takes SQL text, so values must be literals (``/query`` uses boun
   are refused, since SQLite would silently turn them into a REAL);
 - floats exactly: SQLite's own text-to-double conversion is not correctly rounded (3.40, as shipped with
   Debian 12 and Python here, reads about 1 in 7,000 decimals — ``8.31994e-06`` is one — one unit in the last
-  place off), so a decimal literal only when it is the double's exact value (``0.5``, ``-60.25``, integers
-  below 2^53 as ``123.0``), otherwise the odd integer significand divided (or multiplied) by powers of two,
-  ``3740524296224425.0/4503599627370496``, which SQLite computes without rounding on every version;
-  NaN and ±∞ → ``NULL`` (SQLite has no NaN, and a literal ``Inf`` is not SQL);
+  place off), but its REAL arithmetic is IEEE double. So a decimal literal only when it is the double's exact
+  value (``0.5``, integers below 2^53 as ``123.0``); else the shortest decimal's digits over a power of ten,
+  ``123.0/1000`` (both exact doubles, one correctly rounded division: the nearest double, the value itself);
+  else, when the digits exceed 2^53 or the power 10^18, the odd significand divided (or multiplied) by powers
+  of two, ``3740524296224425.0/4503599627370496`` (no rounding at all); NaN and ±∞ → ``NULL`` (SQLite has no
+  NaN, and a literal ``Inf`` is not SQL);
 - text in single quotes with ``'`` doubled — the only escape SQL knows (a backslash is an ordinary
   character). Text holding a control character (NUL, newline, …) is written as ``CAST(X'…' AS TEXT)``
   instead: a NUL would end the statement inside SQLite's C API, and with no newline inside any literal
@@ -69,6 +71,7 @@ def literal(value: Any) -> str:
 
 
 _POWER_STEP = 62  # 2**62 is the largest power of two an INTEGER literal holds
+_MAX_POWER_OF_TEN = 18  # 10**18: an INTEGER literal, and an exact double
 
 
 def _real(value: float) -> str:
@@ -78,6 +81,10 @@ def _real(value: float) -> str:
     text = repr(value)
     if "e" not in text and Decimal(text) == Decimal(value):
         return text  # the decimal is the double's exact value: the parser's division is exact too
+    sign, digits, exponent = Decimal(text).as_tuple()
+    significand = int("".join(map(str, digits)))
+    if significand < 2**53 and -_MAX_POWER_OF_TEN <= int(exponent) < 0:
+        return f"{'-' if sign else ''}{significand}.0/{10 ** -int(exponent)}"
     numerator, denominator = value.as_integer_ratio()  # value == numerator / 2**j, numerator odd
     if denominator == 1:  # an integer of 2**53 or more: odd significand times a power of two
         shift = (numerator & -numerator).bit_length() - 1
