@@ -153,23 +153,25 @@ def d1_task(stream: Stream, tables: Sequence[str], max_file_bytes: int) -> Calla
                                                                                      Iterator[pa.RecordBatch]]:
     """Input: (order, table, row_sql) sorted, in one partition (a NULL row_sql marks a table with no rows)."""
 
-    def statements(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[str, int, str]]:
+    def statements(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[bytes, int, str]]:
+        """(statement as UTF-8 with its ``;``, rows in it, table or "swap")."""
         for sql in layout.create_next_sql(tables):
-            yield sql + ";", 0, ""
+            yield (sql + ";").encode(), 0, ""
         for table, group in itertools.groupby(rows, key=lambda r: r["table"]):
             columns = layout.D1_TABLES[table].loaded
             literals = (r["row_sql"] for r in group if r["row_sql"] is not None)
             for statement, count in insert_statements(layout.next_name(table), columns, literals):
-                yield statement, count, table
+                yield statement.encode(), count, table
         for sql in layout.swap_sql(tables):
-            yield sql + ";", 0, "swap"
+            yield (sql + ";").encode(), 0, "swap"
 
     def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         def prepared() -> Iterator[Prepared]:
-            groups = batching.pack(statements(_rows(batches)), lambda s: len(s[0].encode()) + 1, 10**12,
-                                   max_file_bytes, what="SQL statement")
+            # A file is held once as statements and once joined (the body the target sends).
+            groups = batching.pack(statements(_rows(batches)), lambda s: len(s[0]) + 1, 10**12, max_file_bytes,
+                                   what="SQL statement")
             for n, group in enumerate(groups):
-                body = "".join(s + "\n" for s, _, _ in group).encode()
+                body = b"\n".join(s for s, _, _ in group) + b"\n"
                 touched = sorted({t for _, _, t in group if t and t != "swap"})
                 swaps = any(t == "swap" for _, _, t in group)
                 label = stream.label("d1", f"{n:05d}")
