@@ -66,7 +66,12 @@ class JobSpec:
     uses_warehouse: bool = True
     # Files read besides tables: {"file:<path>": fingerprint}, compared like input versions by the skip.
     sources: Callable[[Config], dict[str, str]] | None = None
-    skippable: bool = True  # skipped when inputs, config and code equal those of its last successful run
+    # Skipped when inputs, config and code equal those of its last successful run (a callable: per config,
+    # e.g. never for a dry run, whose point is its output).
+    skippable: bool | Callable[[Config], bool] = True
+
+    def is_skippable(self, config: Config) -> bool:
+        return self.skippable(config) if callable(self.skippable) else self.skippable
 
 
 def split_table(table: str) -> tuple[str, str]:
@@ -97,6 +102,7 @@ class Run:
     steps: dict[str, float] = field(default_factory=dict)
     step_detail: dict[str, Any] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
+    recorded: dict[str, dict[str, int | None]] = field(default_factory=dict)
     _work: WorkDir | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -200,6 +206,12 @@ class Run:
         log.info("%s: staged %s (%d rows)", self.spec.name, table, staged.rows)
         return staged
 
+    def committed(self, table: str, version: int | None, rows: int | None = None) -> None:
+        """An output the job commits by its own protocol (bookkeeping such as publish's state, written as it
+        goes): its version goes into the summary like a staged output's, so the skip can check it."""
+        self._output(table)
+        self.recorded[table] = {"version": version, "rows": rows}
+
     def read_staged(self, table: str) -> DataFrame:
         assert self.spark is not None
         return delta.read_staged(self.spark, self.staged[table])
@@ -218,12 +230,15 @@ class Run:
 
     def commit(self) -> dict[str, dict[str, int | None]]:
         order = [t for t in self.spec.outputs if t in self.staged]
-        missing = [t for t in self.spec.outputs if t not in self.staged]
+        missing = [t for t in self.spec.outputs if t not in self.staged and t not in self.recorded]
         if missing:
             raise JobError(f"job {self.spec.name} finished without staging {', '.join(missing)}")
-        with self.timed("commit"):
-            versions = delta.commit_all([self.staged[t] for t in order])
-        return {t: {"version": v, "rows": self.staged[t].rows} for t, v in zip(order, versions)}
+        written: dict[str, dict[str, int | None]] = {}
+        if order:
+            with self.timed("commit"):
+                versions = delta.commit_all([self.staged[t] for t in order])
+            written = {t: {"version": v, "rows": self.staged[t].rows} for t, v in zip(order, versions)}
+        return {t: written.get(t) or self.recorded[t] for t in self.spec.outputs}
 
     def abort(self) -> None:
         delta.abort_all(self.staged.values())
@@ -285,7 +300,7 @@ def execute(spec: JobSpec, spark: SparkSession | None, config: Config, record: b
         previous = unchanged_since(spec, config, summary) if config.runs.skip_unchanged else None
         if previous is not None:
             return _skipped(spec, config, summary, previous, clock, record)
-        if spec.skippable and not config.runs.skip_unchanged:
+        if spec.is_skippable(config) and not config.runs.skip_unchanged:
             run.metrics["forced"] = True
         spec.body(run)
         summary["outputs"] = run.commit()
@@ -324,7 +339,7 @@ def _finish(run: Run, summary: dict[str, Any], clock: float, record: bool) -> No
 def unchanged_since(spec: JobSpec, config: Config, summary: dict[str, Any]) -> dict[str, Any] | None:
     """The job's last successful run when nothing it depends on changed since: the same input versions and
     source fingerprints, config hash and code version, and every output still at the version that run wrote."""
-    if not spec.skippable:
+    if not spec.is_skippable(config):
         return None
     from lib import runs
 
