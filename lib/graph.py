@@ -267,7 +267,7 @@ def _propagate(state: DataFrame, arcs: DataFrame, iteration: int, broadcast: boo
 
     With ``broadcast`` the arcs are partitioned by destination: the labels are broadcast to them and the
     own votes repartitioned the same way, so both sums run where the arcs are and a round moves only the
-    vertex table (docs/benchmarks.md: 1.7 MB instead of ~38 MB of shuffle per round at 1M edges).
+    vertex table (docs/benchmarks.md: ~2 MB instead of ~38 MB of shuffle per round at 1M edges).
     Without it (more vertices than fit a broadcast) the labels are shuffled to the arcs, partitioned by
     source, and the votes are shuffled to their destinations.
     """
