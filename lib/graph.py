@@ -49,6 +49,7 @@ from pyspark.sql import functions as F
 
 from lib.delta import filesystem
 from lib.spark import observed_counts
+from lib.workdir import CODEC
 
 # Fixed-point weights: 1e-9 resolution; weights up to MAX_WEIGHT keep any vertex's sum far inside a long.
 WEIGHT_UNITS = 1_000_000_000
@@ -74,7 +75,7 @@ class Checkpoints:
 
     def save(self, frame: DataFrame, name: str, step: int) -> DataFrame:
         relative = posixpath.join(name, f"{step:05d}")
-        frame.write.mode("overwrite").option("compression", "lz4_raw").parquet(posixpath.join(self.root, relative))
+        frame.write.mode("overwrite").option("compression", CODEC).parquet(posixpath.join(self.root, relative))
         saved = frame.sparkSession.read.schema(frame.schema).parquet(posixpath.join(self.root, relative))
         previous = self._latest.get(name)
         if previous is not None:
