@@ -6,7 +6,8 @@ What the frame does, so that no job does it by hand:
    and column exists (an ``InputError`` names them), and the input versions are pinned — the job reads exactly
    those versions however long it runs, and they go into the summary.
 2. Runs the body with a ``Run``: ``input`` (pinned reads), ``step`` (resumable: a marker per finished step
-   under ``paths.work/<job>/<fingerprint>``, the fingerprint covering input versions and config), ``timed``
+   under ``paths.work/<job>/<fingerprint>``, the fingerprint covering input versions and config; a step's
+   intermediate table goes there with ``save_work`` and comes back with ``read_work``), ``timed``
    (wall time and Spark stage metrics per step), ``write`` (conform to the contract and stage), ``left_out``,
    ``note`` and ``metrics`` (job-specific figures).
 3. Commits every staged output together at the end, in the order of ``outputs``, or aborts them all; the
@@ -24,7 +25,7 @@ import json
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from lib.config import Config
 from lib.errors import InputError, JobError
 from lib.log import get_logger
 from lib.schemas import conform, contract
-from lib.workdir import WorkDir
+from lib.workdir import CODEC, WorkDir
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -177,6 +178,18 @@ class Run:
             metrics = compute()
         self.work.mark_done(name, metrics)
         return metrics
+
+    def save_work(self, step: str, frame: DataFrame) -> None:
+        """Write a step's intermediate table (Parquet) into the work folder: later steps read it, and so does a
+        resumed run that skips the step."""
+        frame.write.mode("overwrite").option("compression", CODEC).parquet(self.work.path(step, "data"))
+
+    def read_work(self, steps: str | Sequence[str], ddl: str) -> DataFrame:
+        """The table saved by a step (several steps' tables as one frame), read with its schema given, so a
+        resumed run sees the same types and Spark does not infer them."""
+        assert self.spark is not None
+        names = [steps] if isinstance(steps, str) else list(steps)
+        return self.spark.read.schema(ddl).parquet(*(self.work.path(name, "data") for name in names))
 
     # -- outputs --------------------------------------------------------------------------------
 

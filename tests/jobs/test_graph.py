@@ -175,6 +175,30 @@ def test_every_track_of_the_graph_has_one_cluster_and_one_component(tiny, spark)
         r["component_id"] for r in components))
 
 
+def test_a_failed_run_resumes_from_its_saved_steps_with_the_same_tables(spark, tmp_path, tiny, monkeypatch):
+    _, _, first = tiny
+    config = make_config(tmp_path, TINY_SETTINGS)
+    rows = [(p, i, t, None) for p, tracks in PLAYLISTS.items() for i, t in enumerate(tracks)]
+    write_bronze(spark, config.paths.warehouse, {
+        "spotify_playlist_tracks": rows, "spotify_tracks": TRACKS, "spotify_artists": ARTISTS})
+    cooccurrence_job.run(spark, config)
+
+    def fail(self):
+        raise RuntimeError("simulated failure while publishing")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(graph_job.Steps, "tables", fail)
+        with pytest.raises(RuntimeError, match="simulated"):
+            graph_job.run(spark, config)
+    for name in graph_job.OUTPUTS:
+        assert not delta.exists(delta.table_path(config.paths.warehouse, "gold", name))
+    summary = graph_job.run(spark, config)["metrics"]
+    assert summary["resumed_steps"] == ["artist_sets", "artist_dictionary", "artist_pairs", "artist_neighbours",
+                                        "track_graph", "clusters", "components"]
+    for name in graph_job.OUTPUTS:
+        assert sorted(gold(spark, config, name), key=repr) == sorted(first[name], key=repr), name
+
+
 def test_missing_cooccurrence_top_is_an_input_error(spark, config):
     write_bronze(spark, config.paths.warehouse, {
         "spotify_playlist_tracks": [], "spotify_tracks": TRACKS, "spotify_artists": ARTISTS})
