@@ -20,7 +20,7 @@ from typing import Any
 from jobs.publish import plan, steps, transforms
 from jobs.publish.inputs import INPUTS, read_inputs
 from jobs.publish.ledger import LEDGER_TABLE, STATE_TABLE, bookkeeping
-from jobs.publish.targets import build_target, check_target, local_instance
+from jobs.publish.targets import build_target, check_target, executor_secrets, local_instance
 from lib import delta
 from lib.cloudflare.target import PublishTarget
 from lib.config import Config
@@ -35,6 +35,11 @@ SERVICES = ("d1", "vectorize", "kv", "r2")
 
 
 def build(run: Run, target_factory: Callable[[Config], PublishTarget] = build_target) -> None:
+    with executor_secrets(run.spark, run.config):  # executor tasks build the target and send
+        _build(run, target_factory)
+
+
+def _build(run: Run, target_factory: Callable[[Config], PublishTarget]) -> None:
     config, spark = run.config, run.spark
     dry_run = config.publish.dry_run
     ledger, state = bookkeeping(spark, config)

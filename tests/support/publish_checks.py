@@ -1,5 +1,6 @@
 """What the local target should hold, computed in plain Python from the rows ``publish_gold`` wrote (never
-from publish's code), and readers that turn a ``publish.local_dir`` back into plain values."""
+from publish's code), and readers that turn a ``publish.local_dir`` — or the Cloudflare stand-in and an S3
+bucket — back into the same plain values."""
 
 from __future__ import annotations
 
@@ -164,6 +165,29 @@ def r2_contents(root: str) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]], 
             rows[row[0]] = row
         conn.close()
     return manifest, rows, keys
+
+
+def standin_vectors(standin: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """index → id → record of the stand-in's applied vectors (``vectorize_contents``'s shape; empty indexes too)."""
+    return {index: {i: {"id": i, **v} for i, v in standin.vectors(index).items()} for index in standin.index_names()}
+
+
+def standin_kv(standin: Any, namespace: str) -> dict[str, dict[str, Any]]:
+    """key → item ``{key, value, expiration_ttl?}`` as stored (``kv_contents``'s shape)."""
+    return {k: {"key": k, "value": v["value"], **({"expiration_ttl": v["expiration_ttl"]}
+                                                  if v["expiration_ttl"] is not None else {})}
+            for k, v in standin.kv_items(namespace).items()}
+
+
+def download_bucket(s3: Any, bucket: str, root: str) -> str:
+    """Every object of ``bucket`` to ``root/r2/<key>`` (the local target's layout, for ``r2_contents``)."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            path = os.path.join(root, "r2", item["Key"])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    return root
 
 
 def snapshot(root: str) -> dict[str, str]:
