@@ -42,6 +42,10 @@ from tests.support.cloudflare_standin import CloudflareStandin
 from tests.support.publish_gold import World, build_world, inferred_genres, write_world
 from tests.support.s3_standin import RecordingS3
 
+# Five publish runs against the stand-in and moto: minutes, so .ci/run runs them after the main suite
+# (-m e2e), like the cluster and Airflow tests.
+pytestmark = pytest.mark.e2e
+
 TRACKS = 300
 KV_PREWARM = 50
 MAX_PER_INDEX = 150  # ~210 tier-A vectors: two indexes
