@@ -81,7 +81,7 @@ def expected_kv(world: World, count: int) -> dict[str, tuple[Any, int | None]]:
     order = ("tempo", "energy", "danceability", "valence", "acousticness", "instrumentalness", "speechiness",
              "liveness", "loudness", "key", "mode", "time_signature", "duration_ms")
     for r in vectors:
-        f = {k: feats[r["spotify_id"]][k] for k in order if feats[r["spotify_id"]][k] is not None}
+        f = {k: feats[r["spotify_id"]][k] for k in order}  # a null feature is an explicit null
         f["popularity"] = r["popularity"]
         out[f"spotify:af:{r['spotify_id']}"] = ({"spotify_id": r["spotify_id"], "features": f}, 7 * 86400)
     similar: dict[str, list[dict[str, Any]]] = {}
@@ -92,9 +92,8 @@ def expected_kv(world: World, count: int) -> dict[str, tuple[Any, int | None]]:
     for seed, items in similar.items():
         out[f"spotify:topsim:{seed}"] = (items, 7 * 86400)
     for r in world.rows("spotify_mbid_xref"):
-        if r["spotify_id"] in top and r["mbid"]:
-            value = {k: r[k] for k in ("spotify_id", "isrc", "mbid", "match_confidence", "match_method")
-                     if r[k] is not None}
+        if r["spotify_id"] in top and r["mbid"] and r["isrc"]:  # the rows D1 holds (isrc NOT NULL)
+            value = {k: r[k] for k in ("spotify_id", "isrc", "mbid", "match_confidence", "match_method")}
             out[f"spotify:xref:{r['spotify_id']}"] = (value, 30 * 86400)
     return out
 
