@@ -1,5 +1,5 @@
-"""One SparkSession for the whole test session (UI off, two shuffle partitions), and a Config whose
-paths point into each test's own temporary folder."""
+"""One SparkSession for the whole test session (UI off, two shuffle partitions, the test JVM options of
+tests/support/cli.py), and a Config whose paths point into each test's own temporary folder."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from lib.config import Config, load_config
 from lib.spark import TEST_CONF, build_session
+from tests.support.cli import TEST_JAVA_OPTIONS
 from tests.support.configs import make_config
 
 
@@ -21,7 +22,8 @@ def spark() -> Iterator[object]:
     base = load_config(use_default_file=False).with_overrides(
         {"spark.master": "local[2]", "spark.driver_memory": "2g", "spark.log_level": "ERROR"}
     )
-    session = build_session(base, "aria-tests", extra_conf=TEST_CONF)
+    session = build_session(base, "aria-tests",
+                            extra_conf={**TEST_CONF, "spark.driver.extraJavaOptions": TEST_JAVA_OPTIONS})
     yield session
     session.stop()
 
