@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,6 +15,9 @@ from lib.config import Config, load_config
 from lib.spark import TEST_CONF, build_session
 from tests.support.cli import TEST_JAVA_OPTIONS
 from tests.support.configs import make_config
+
+if TYPE_CHECKING:
+    from tests.support.warehouse import PipelineRun
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +39,20 @@ def config(tmp_path: Path) -> Config:
 
 
 @pytest.fixture(scope="session")
-def sample_warehouse(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """A tiny warehouse built once per session by the real jobs (tests/support/warehouse.py)."""
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """``./spark-submit.sh pipeline`` once per session on a tiny sample, and a snapshot of its folder
+    (tests/support/warehouse.py)."""
     from tests.support import warehouse
 
-    return warehouse.build(spark, tmp_path_factory.mktemp("sample-warehouse"))
+    return warehouse.run_pipeline(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(spark: object, pipeline_run: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """A copy of the pipeline's warehouse with a second audio_vectors version (tests/support/warehouse.py)."""
+    from tests.support import warehouse
+
+    return warehouse.build(spark, pipeline_run, tmp_path_factory.mktemp("sample-warehouse"))
 
 
 # Cloudflare stand-in and moto S3 fixtures (cloudflare_standin, cloudflare_config, moto_endpoint, r2_bucket, …).
