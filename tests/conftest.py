@@ -55,6 +55,20 @@ def sample_warehouse(spark: object, pipeline_run: PipelineRun, tmp_path_factory:
     return warehouse.build(spark, pipeline_run, tmp_path_factory.mktemp("sample-warehouse"))
 
 
+@pytest.fixture(scope="session")
+def real_ingest(spark: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, object, dict, Path]:
+    """ingest once per session on the real-layout dump of tests/support/real_dump.py and the real MusicBrainz
+    fixture: (config, what the dump expects, the ingest metrics, its folder). Read it; a test that needs to
+    change the dump or the warehouse copies them (shutil.copytree) first."""
+    from jobs.ingest import job as ingest
+    from tests.support.real_dump import MB_FIXTURE, build_real_dump
+
+    base = tmp_path_factory.mktemp("ingest")
+    expected = build_real_dump(base / "spotify")
+    cfg = make_config(base, paths__musicbrainz=str(MB_FIXTURE), ingest__rows_per_task=100)
+    return cfg, expected, ingest.run(spark, cfg)["metrics"], base
+
+
 # Cloudflare stand-in and moto S3 fixtures (cloudflare_standin, cloudflare_config, moto_endpoint, r2_bucket, …).
 from tests.support.cloudflare_fixtures import (  # noqa: E402, F401
     cloudflare_config,
