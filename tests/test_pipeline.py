@@ -34,13 +34,14 @@ def test_second_pipeline_skips_everything_and_force_reruns(pipeline_run):
     assert {u: v for u, v in after.items() if not u.endswith("_runs")} == \
         {u: v for u, v in versions.items() if not u.endswith("_runs")}
 
-    forced = pipeline_cli(base, "pipeline", "--force", "--only", "xref", "--json")
+    # vectors: the quickest job to force (it reruns alone; its inputs are unchanged)
+    forced = pipeline_cli(base, "pipeline", "--force", "--only", "vectors", "--json")
     assert forced.returncode == 0, forced.stderr[-3000:]
-    assert list(json.loads(forced.stdout)["metrics"]["jobs"]) == ["xref"]
-    xref_uri = delta.table_path(str(base / "warehouse"), "gold", "spotify_mbid_xref")
-    assert delta.version(xref_uri) == versions[xref_uri] + 1
+    assert list(json.loads(forced.stdout)["metrics"]["jobs"]) == ["vectors"]
+    vectors_uri = delta.table_path(str(base / "warehouse"), "gold", "audio_vectors")
+    assert delta.version(vectors_uri) == versions[vectors_uri] + 1
 
-    history = pipeline_cli(base, "runs", "--job", "xref")
+    history = pipeline_cli(base, "runs", "--job", "vectors")
     assert history.returncode == 0
     statuses = [line.split()[1] for line in history.stdout.splitlines()[1:]]
     assert statuses == ["succeeded", "skipped", "succeeded"]

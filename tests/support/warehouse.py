@@ -8,8 +8,8 @@ as much as all the tests reading it together, so it is built once:
   everything, ``--force --only``, a changed source file): the skip compares the config, paths included, so
   it must run where the first run did.
 - right after the first run the folder is copied (``snapshot``), before test_pipeline changes it: the
-  graph tests read the snapshot; ``sample_warehouse`` (report, notebook, Airflow) is a copy of it in which
-  vectors ran once more with another tier threshold, so gold/audio_vectors has two versions to
+  graph and xref-sample tests read the snapshot; ``sample_warehouse`` (report, notebook) is a copy of it
+  in which vectors ran once more with another tier threshold, so gold/audio_vectors has two versions to
   time-travel between.
 """
 
