@@ -5,7 +5,6 @@ screenshot is kept in build/test-artifacts/."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -13,7 +12,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
@@ -21,6 +19,7 @@ from jobs.report import job as report
 from lib import delta, runs
 from tests.support.browser import Browser, chromium_path
 from tests.support.configs import make_config
+from tests.support.publish_checks import kv_contents, r2_contents, vectorize_contents
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
@@ -48,42 +47,23 @@ def gold(config: Any, name: str) -> DeltaTable:
     return DeltaTable(delta.table_path(config.paths.warehouse, "gold", name))
 
 
-def write_local_publish(folder: Path, config: Any) -> dict[str, int]:
-    """A small publish folder in the documented layout (docs/publish-layout.md), from the warehouse's rows."""
-    xref = gold(config, "spotify_mbid_xref").to_pyarrow_table(columns=["spotify_id", "isrc", "mbid"])
-    matched = xref.filter(pc.is_valid(xref["mbid"])).to_pylist()
-    vectors = gold(config, "audio_vectors").to_pyarrow_table(columns=["spotify_id", "vector", "tier"]).to_pylist()
-    tier_a = [v for v in vectors if v["tier"] == "A"]
-    folder.mkdir(parents=True)
-    with sqlite3.connect(folder / "d1.sqlite") as db:
-        db.execute("CREATE TABLE spotify_mbid_xref (spotify_id TEXT PRIMARY KEY, isrc TEXT, mbid TEXT)")
-        db.executemany("INSERT INTO spotify_mbid_xref VALUES (?, ?, ?)",
-                       [(r["spotify_id"], r["isrc"], r["mbid"]) for r in matched])
-    index = folder / "vectorize" / "aria-tracks"
-    index.mkdir(parents=True)
-    (index / "index.json").write_text(json.dumps({"name": "aria-tracks", "dimensions": 13, "metric": "cosine"}))
-    (index / "batch-0.ndjson").write_text("".join(
-        json.dumps({"id": v["spotify_id"], "values": v["vector"]}) + "\n" for v in tier_a))
-    (folder / "kv").mkdir()
-    items = [{"key": f"spotify:xref:{r['spotify_id']}", "value": json.dumps(r), "expiration_ttl": 2592000}
-             for r in matched]
-    (folder / "kv" / "batch-0.json").write_text(json.dumps(items))
-    shard = folder / "r2" / "features" / "v1" / "shard-00000.sqlite"
-    shard.parent.mkdir(parents=True)
-    with sqlite3.connect(shard) as db:
-        db.execute("CREATE TABLE tracks (spotify_id TEXT PRIMARY KEY)")
-        db.executemany("INSERT INTO tracks VALUES (?)", [(v["spotify_id"],) for v in vectors])
-    ids = sorted(v["spotify_id"] for v in vectors)
-    (folder / "r2" / "manifest.json").write_text(json.dumps({"version": 1, "shards": [
-        {"key": "features/v1/shard-00000.sqlite", "first_id": ids[0], "last_id": ids[-1], "rows": len(ids),
-         "bytes": shard.stat().st_size, "sha256": ""}]}))
-    return {"d1_rows": len(matched), "vectors": len(tier_a), "kv_keys": len(items), "r2_tracks": len(ids)}
+def published_figures(folder: str) -> dict[str, int]:
+    """What the pipeline's local publish target holds, counted from its files (docs/publish-layout.md), not
+    from the run record the report reads."""
+    d1 = sqlite3.connect(Path(folder) / "d1.sqlite")
+    try:
+        d1_rows = d1.execute("SELECT COUNT(*) FROM spotify_mbid_xref").fetchone()[0]
+    finally:
+        d1.close()
+    manifest, shard_rows, _ = r2_contents(folder)
+    return {"d1_rows": d1_rows, "vectors": sum(len(ids) for ids in vectorize_contents(folder).values()),
+            "kv_keys": len(kv_contents(folder)), "r2_shards": len(manifest["shards"]), "r2_tracks": len(shard_rows)}
 
 
 def test_report_opens_in_chromium_and_shows_the_tables_numbers(spark, sample_warehouse, tmp_path):
-    config = sample_warehouse.with_overrides({"report.dir": str(tmp_path / "report"),
-                                              "publish.local_dir": str(tmp_path / "publish")})
-    published = write_local_publish(tmp_path / "publish", config)
+    config = sample_warehouse.with_overrides({"report.dir": str(tmp_path / "report")})
+    published = published_figures(config.publish.local_dir)  # the pipeline's publish (local target)
+    assert published["d1_rows"] and published["vectors"] and published["kv_keys"] and published["r2_tracks"]
     summary = report.run(spark, config)
     assert summary["status"] == "succeeded"
     path = Path(summary["metrics"]["report"])
@@ -130,7 +110,8 @@ def test_report_opens_in_chromium_and_shows_the_tables_numbers(spark, sample_war
     services = {r[0]: r for r in rows["publish"] if r[0] in ("Vectorize", "KV", "R2")}
     assert number(services["Vectorize"][2]) == published["vectors"]
     assert number(services["KV"][2]) == published["kv_keys"]
-    assert number(services["R2"][2]) == 1 and f"{published['r2_tracks']:,} tracks" in services["R2"][1]
+    assert number(services["R2"][2]) == published["r2_shards"]
+    assert f"{published['r2_tracks']:,} tracks" in services["R2"][1]
     costs = {r[0]: r for r in rows["cost"]}
     assert {"Lean", "Balanced", "Standard", "Full", "published"} <= set(costs)
     # under Vectorize's 200K free vectors and every other free tier, the sample costs nothing
