@@ -21,7 +21,7 @@ from typing import Any
 from jobs.publish import plan, steps, transforms
 from jobs.publish.inputs import INPUTS, read_inputs
 from jobs.publish.ledger import LEDGER_TABLE, STATE_TABLE, Ledger, State, bookkeeping
-from jobs.publish.targets import build_target, check_target, local_instance
+from jobs.publish.targets import build_target, check_target, executor_secrets, local_instance
 from lib import delta
 from lib.cloudflare.target import PublishTarget
 from lib.config import Config
@@ -53,7 +53,8 @@ def build(run: Run, target_factory: Callable[[Config], PublishTarget] = build_ta
     ledger, state = bookkeeping(run.spark, run.config)
     small = small_inputs(run, state)
     assert run.spark is not None
-    with temporary_conf(run.spark, SMALL_DATA_CONF) if small else contextlib.nullcontext():
+    small_conf = temporary_conf(run.spark, SMALL_DATA_CONF) if small else contextlib.nullcontext()
+    with executor_secrets(run.spark, run.config), small_conf:  # executor tasks build the target and send
         _publish(run, target_factory, ledger, state, small)
 
 

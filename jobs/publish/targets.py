@@ -7,13 +7,16 @@ nor the Cloudflare section of the config.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lib.cloudflare.target import PublishTarget
-from lib.config import Config
+from lib.config import SECRETS, Config
 
 # Non-secret keys that say where the real target's data lives (the cloudflare engineer's sections).
 _CLOUDFLARE_IDENTITY_KEYS = (
@@ -38,6 +41,31 @@ def check_target(target: Any, services: tuple[str, ...] = ("d1", "vectorize", "k
     check = getattr(target, "check", None)
     if callable(check):
         check(services)
+
+
+@contextlib.contextmanager
+def executor_secrets(spark: Any, config: Config) -> Iterator[None]:
+    """The driver's Cloudflare/R2 secrets in the environment of the Python workers that send, while publish runs.
+
+    Executor tasks build the real target themselves and read the secrets from their own environment, but a
+    Python worker gets the environment its daemon was started with: without this, a session started before the
+    secrets were set (a notebook, the test session) fails in the first task that sends. PySpark passes
+    ``SparkContext.environment`` with every Python function it ships (never in the Spark conf, so it is in no
+    event log or UI page); the entries are removed again afterwards."""
+    if config.publish.target != "cloudflare" or spark is None:
+        yield
+        return
+    environment = spark.sparkContext.environment
+    added = {name: value for name in SECRETS.values() if (value := os.environ.get(name))
+             and environment.get(name) != value}
+    before = {name: environment[name] for name in added if name in environment}
+    environment.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            environment.pop(name, None)
+        environment.update(before)
 
 
 def close_target(target: Any) -> None:

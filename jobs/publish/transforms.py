@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from jobs.publish import layout
 from jobs.vectors.transforms import AUDIO_FEATURE_COLUMNS, latest_features, one_row_per_key
+from jobs.xref.text import isrc_normalized
 
 BUCKETS = 64
 # SQLite b-tree pages are not full: measured on generated tracks, a shard file is 1.14× its raw records at
@@ -137,12 +138,19 @@ def _popularity_group(popularity: Column) -> Column:
     return F.lit(100) - F.coalesce(popularity, F.lit(0))
 
 
+def published_isrc(isrc: Column) -> Column:
+    """The ISRC as D1 and KV hold it: the code as the xref job normalises it (so the Worker's lookup by ISRC,
+    which normalises the request the same way, finds "us-rc1-76-07839" under USRC17607839), else as written."""
+    return F.coalesce(isrc_normalized(isrc), isrc)
+
+
 def xref_candidates(xref: DataFrame, facts: DataFrame) -> tuple[DataFrame, Observation]:
     """The matched rows that can be loaded, and an Observation counting the matches left out for having no
     ISRC (``without_isrc``; the spec's column is NOT NULL)."""
     matched, _ = one_row_per_key(xref.where(F.col("mbid").isNotNull()).select(*layout.D1_TABLES[
         "spotify_mbid_xref"].loaded), "spotify_id", [F.col("match_confidence").desc_nulls_last()],
         "publish_xref_duplicates")
+    matched = matched.withColumn("isrc", published_isrc(F.col("isrc")))
     observation = Observation("publish_xref_without_isrc")
     matched = matched.observe(observation, F.count_if(F.col("isrc").isNull()).alias("without_isrc"))
     popular = facts.select("spotify_id", "popularity")
@@ -271,13 +279,18 @@ def keep(frame: DataFrame, fill: TableFill) -> DataFrame:
 # KV, Vectorize, R2
 
 
+# to_json drops null fields by default: a feature value must say null (docs/publish-layout.md lists every field).
+KEEP_NULLS = {"ignoreNullFields": "false"}
+
+
 def kv_items(facts: DataFrame, similar: DataFrame, xref: DataFrame, count: int, shard_map_json: str) -> DataFrame:
     """(key, value, ttl) of every pre-warmed key: features, top similar and xref of the ``count`` most
     popular tracks (popularity desc, id asc), and the Vectorize shard map."""
     top = facts.orderBy(F.col("popularity").desc_nulls_last(), F.col("spotify_id").asc()).limit(count)
     af = top.select(
         F.concat(F.lit("spotify:af:"), "spotify_id").alias("key"),
-        F.to_json(F.struct("spotify_id", F.struct(*layout.AUDIO_FEATURE_FIELDS).alias("features"))).alias("value"),
+        F.to_json(F.struct("spotify_id", F.struct(*layout.AUDIO_FEATURE_FIELDS).alias("features")),
+                  KEEP_NULLS).alias("value"),
         F.lit(layout.TTL_AUDIO_FEATURES).alias("ttl"))
     ranked = similar.join(top.select(F.col("spotify_id").alias("seed_spotify_id")), on="seed_spotify_id",
                           how="inner").groupBy("seed_spotify_id").agg(
@@ -291,9 +304,12 @@ def kv_items(facts: DataFrame, similar: DataFrame, xref: DataFrame, count: int, 
     matched, _ = one_row_per_key(xref.where(F.col("mbid").isNotNull()).select(
         "spotify_id", "isrc", "mbid", "match_confidence", "match_method"), "spotify_id",
         [F.col("match_confidence").desc_nulls_last()], "publish_kv_xref_duplicates")
+    # The rows D1 holds (its isrc is NOT NULL), so KV and D1 answer alike.
+    matched = matched.where(F.col("isrc").isNotNull()).withColumn("isrc", published_isrc(F.col("isrc")))
     xrefs = matched.join(top.select("spotify_id"), on="spotify_id", how="inner").select(
         F.concat(F.lit("spotify:xref:"), "spotify_id").alias("key"),
-        F.to_json(F.struct("spotify_id", "isrc", "mbid", "match_confidence", "match_method")).alias("value"),
+        F.to_json(F.struct("spotify_id", "isrc", "mbid", "match_confidence", "match_method"),
+                  KEEP_NULLS).alias("value"),
         F.lit(layout.TTL_XREF).alias("ttl"))
     spark = facts.sparkSession
     shard = spark.createDataFrame([(layout.KV_SHARD_MAP, shard_map_json, None)], "key string, value string, ttl int")

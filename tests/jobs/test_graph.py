@@ -249,20 +249,14 @@ def reference_artist_similarity(playlist_rows, tracks, artists, min_size, max_si
 
 
 @pytest.fixture(scope="module")
-def generated(spark, tmp_path_factory):
-    from jobs.ingest import job as ingest
-    from jobs.sample.generator import SampleSpec, generate
+def generated(pipeline_run):
+    """The session's pipeline warehouse (tests/support/warehouse.py: sample → ingest → cooccurrence → graph
+    among the others) and the metrics of its graph run."""
+    from lib.runs import history
 
-    root = tmp_path_factory.mktemp("graph_sample")
-    generate(root / "spotify", root / "musicbrainz", SampleSpec(tracks=2000))
-    config = make_config(root, {
-        "ingest.rows_per_task": 20_000, "cooccurrence.min_cooccurrence": 2,
-        "graph.artist_count": 60, "graph.artist_top_k": 10,
-    })
-    ingest.run(spark, config)
-    cooccurrence_job.run(spark, config)
-    summary = graph_job.run(spark, config)["metrics"]
-    return config, summary
+    config = pipeline_run.snapshot_config()
+    summary = next(r for r in reversed(history(config)) if r["job"] == "graph" and r["status"] == "succeeded")
+    return config, summary["metrics"]
 
 
 def bronze_rows(spark, config, table, columns):

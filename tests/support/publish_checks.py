@@ -1,5 +1,6 @@
 """What the local target should hold, computed in plain Python from the rows ``publish_gold`` wrote (never
-from publish's code), and readers that turn a ``publish.local_dir`` back into plain values."""
+from publish's code), and readers that turn a ``publish.local_dir`` — or the Cloudflare stand-in and an S3
+bucket — back into the same plain values."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def expected_kv(world: World, count: int) -> dict[str, tuple[Any, int | None]]:
     order = ("tempo", "energy", "danceability", "valence", "acousticness", "instrumentalness", "speechiness",
              "liveness", "loudness", "key", "mode", "time_signature", "duration_ms")
     for r in vectors:
-        f = {k: feats[r["spotify_id"]][k] for k in order if feats[r["spotify_id"]][k] is not None}
+        f = {k: feats[r["spotify_id"]][k] for k in order}  # a null feature is an explicit null
         f["popularity"] = r["popularity"]
         out[f"spotify:af:{r['spotify_id']}"] = ({"spotify_id": r["spotify_id"], "features": f}, 7 * 86400)
     similar: dict[str, list[dict[str, Any]]] = {}
@@ -91,9 +92,8 @@ def expected_kv(world: World, count: int) -> dict[str, tuple[Any, int | None]]:
     for seed, items in similar.items():
         out[f"spotify:topsim:{seed}"] = (items, 7 * 86400)
     for r in world.rows("spotify_mbid_xref"):
-        if r["spotify_id"] in top and r["mbid"]:
-            value = {k: r[k] for k in ("spotify_id", "isrc", "mbid", "match_confidence", "match_method")
-                     if r[k] is not None}
+        if r["spotify_id"] in top and r["mbid"] and r["isrc"]:  # the rows D1 holds (isrc NOT NULL)
+            value = {k: r[k] for k in ("spotify_id", "isrc", "mbid", "match_confidence", "match_method")}
             out[f"spotify:xref:{r['spotify_id']}"] = (value, 30 * 86400)
     return out
 
@@ -164,6 +164,29 @@ def r2_contents(root: str) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]], 
             rows[row[0]] = row
         conn.close()
     return manifest, rows, keys
+
+
+def standin_vectors(standin: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """index → id → record of the stand-in's applied vectors (``vectorize_contents``'s shape; empty indexes too)."""
+    return {index: {i: {"id": i, **v} for i, v in standin.vectors(index).items()} for index in standin.index_names()}
+
+
+def standin_kv(standin: Any, namespace: str) -> dict[str, dict[str, Any]]:
+    """key → item ``{key, value, expiration_ttl?}`` as stored (``kv_contents``'s shape)."""
+    return {k: {"key": k, "value": v["value"], **({"expiration_ttl": v["expiration_ttl"]}
+                                                  if v["expiration_ttl"] is not None else {})}
+            for k, v in standin.kv_items(namespace).items()}
+
+
+def download_bucket(s3: Any, bucket: str, root: str) -> str:
+    """Every object of ``bucket`` to ``root/r2/<key>`` (the local target's layout, for ``r2_contents``)."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            path = os.path.join(root, "r2", item["Key"])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    return root
 
 
 def snapshot(root: str) -> dict[str, str]:
