@@ -375,9 +375,12 @@ def promoted_ids(ctx: Context) -> DataFrame | None:
     """Ids the promote job upserted (its ledger batches, folded or not): publish keeps them in sync with gold."""
     pending = [k for r in ctx.ledger.wal_records("promote") for k in (r.get("keys") or [])]
     frames = []
-    if delta.exists(ctx.ledger.uri):
-        ledger = ctx.narrow(delta.read(ctx.spark, ctx.ledger.uri))
-        frames.append(ledger.where((F.col("target_id") == ctx.ledger.target_id) & (F.col("object") == "promote"))
+    # Only the ledger's promote partition is read, and only when it has files: publish's own batches (every
+    # other partition) would otherwise be scanned and joined on every run.
+    promote_files = [("object", "=", "promote")]
+    if delta.exists(ctx.ledger.uri) and delta.open_table(ctx.ledger.uri).file_uris(promote_files):
+        ledger = ctx.narrow(delta.read(ctx.spark, ctx.ledger.uri, partition_filters=promote_files))
+        frames.append(ledger.where(F.col("target_id") == ctx.ledger.target_id)
                       .select(F.explode("keys").alias("spotify_id")))
     if pending:
         frames.append(ctx.spark.createDataFrame([(k,) for k in pending], "spotify_id string"))
