@@ -187,6 +187,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "r2_backup": _b(False, "also upload the original dump files in paths.spotify to R2 backup/ (multipart)"),
         "progress_seconds": _f(30.0, "interval of the progress lines (batches done/total, rate, ETA) of long "
                                "pushes", minimum=0.1),
+        "small_input_rows": _i(250_000, "inputs of at most this many rows in all (counted from the Delta logs) are "
+                               "published with single-partition plans and no code generation, where Spark's cost "
+                               "per stage and per query dwarfs the data; 0 turns this off", minimum=0),
     },
     "promote": {
         "access_threshold": _i(3, "tracks read at least this often from the cold tier are promoted to Vectorize",

@@ -11,9 +11,10 @@ Settings every job relies on live here once:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lib.config import Config
@@ -42,6 +43,35 @@ TEST_CONF: dict[str, str] = {
     "spark.sql.adaptive.coalescePartitions.enabled": "false",
     "spark.python.worker.reuse": "true",
 }
+
+# Runtime SQL settings for a job whose inputs are tiny and read into one partition each (the job decides, e.g.
+# ``publish.small_input_rows``). There Spark's cost per stage, task and query dwarfs the data: a plan over
+# single partitions needs no exchange for its joins, aggregates and windows unless a broadcast is planned (a job
+# of its own), and interpreting expressions is cheaper than generating and compiling code for a few thousand
+# rows. ``factoryMode`` is internal (Spark's own tests set it); without it each projection is still compiled.
+# Measured on the publish test world: 2-3x less time in all.
+SMALL_DATA_CONF: dict[str, str] = {
+    "spark.sql.autoBroadcastJoinThreshold": "-1",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+
+
+@contextlib.contextmanager
+def temporary_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """Runtime SQL settings for the block, restored afterwards (jobs in one session run one at a time)."""
+    previous = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def python_for_executors(config: Config) -> str:

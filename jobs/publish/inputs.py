@@ -43,8 +43,9 @@ class Inputs:
         return self.frames.get(name)
 
 
-def read_inputs(run: Run) -> Inputs:
-    """Every present input at its pinned version, by table name (without the layer)."""
+def read_inputs(run: Run, one_partition: bool = False) -> Inputs:
+    """Every present input at its pinned version, by table name (without the layer); ``one_partition`` (small
+    inputs) reads each into a single partition, so that the plans on them need no exchange."""
     inputs = Inputs()
     for declared in INPUTS:
         if not run.has_input(declared.table):
@@ -52,5 +53,6 @@ def read_inputs(run: Run) -> Inputs:
         version = run.input_versions[declared.table]
         present = delta.column_names(run.uri(declared.table), version)
         extra = (FRESHNESS_COLUMN,) if FRESHNESS_COLUMN in present else ()
-        inputs.frames[declared.table.split("/", 1)[1]] = run.input(declared.table, (*declared.columns, *extra))
+        frame = run.input(declared.table, (*declared.columns, *extra))
+        inputs.frames[declared.table.split("/", 1)[1]] = frame.coalesce(1) if one_partition else frame
     return inputs

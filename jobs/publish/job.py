@@ -13,19 +13,21 @@ state) makes the next publish run. ``target_factory`` builds the target wherever
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
 
 from jobs.publish import plan, steps, transforms
 from jobs.publish.inputs import INPUTS, read_inputs
-from jobs.publish.ledger import LEDGER_TABLE, STATE_TABLE, bookkeeping
+from jobs.publish.ledger import LEDGER_TABLE, STATE_TABLE, Ledger, State, bookkeeping
 from jobs.publish.targets import build_target, check_target, executor_secrets, local_instance
 from lib import delta
 from lib.cloudflare.target import PublishTarget
 from lib.config import Config
 from lib.job import JobSpec, Run, execute
 from lib.log import get_logger
+from lib.spark import SMALL_DATA_CONF, temporary_conf
 
 log = get_logger("publish")
 
@@ -34,19 +36,36 @@ LEDGER = f"gold/{LEDGER_TABLE}"
 SERVICES = ("d1", "vectorize", "kv", "r2")
 
 
+def small_inputs(run: Run, state: State) -> bool:
+    """Whether the pinned inputs and the state hold at most ``publish.small_input_rows`` rows in all (counted from
+    the Delta logs, no Spark job): publish then reads each into one partition and runs without code generation
+    (``lib.spark.SMALL_DATA_CONF``). The batches are the same either way."""
+    limit = run.config.publish.small_input_rows
+    if limit <= 0:
+        return False
+    rows = sum(run.input_rows(declared.table) for declared in INPUTS)
+    if delta.exists(state.uri):
+        rows += delta.row_count(state.uri)
+    return rows <= limit
+
+
 def build(run: Run, target_factory: Callable[[Config], PublishTarget] = build_target) -> None:
-    with executor_secrets(run.spark, run.config):  # executor tasks build the target and send
-        _build(run, target_factory)
+    ledger, state = bookkeeping(run.spark, run.config)
+    small = small_inputs(run, state)
+    assert run.spark is not None
+    small_conf = temporary_conf(run.spark, SMALL_DATA_CONF) if small else contextlib.nullcontext()
+    with executor_secrets(run.spark, run.config), small_conf:  # executor tasks build the target and send
+        _publish(run, target_factory, ledger, state, small)
 
 
-def _build(run: Run, target_factory: Callable[[Config], PublishTarget]) -> None:
+def _publish(run: Run, target_factory: Callable[[Config], PublishTarget], ledger: Ledger, state: State,
+             small: bool) -> None:
     config, spark = run.config, run.spark
     dry_run = config.publish.dry_run
-    ledger, state = bookkeeping(spark, config)
     if not dry_run:
         ledger.fold()  # records a crashed run left behind
-    inputs = read_inputs(run)
-    ctx = steps.Context(spark, config, target_factory, ledger, state, dry_run)
+    inputs = read_inputs(run, one_partition=small)
+    ctx = steps.Context(spark, config, target_factory, ledger, state, dry_run, small=small)
     if not dry_run:
         check_target(ctx.target)
     committed = None
@@ -72,6 +91,7 @@ def _build(run: Run, target_factory: Callable[[Config], PublishTarget]) -> None:
     figures: dict[str, Any] = {
         "target": ledger.wal.target.split(";")[0],
         "dry_run": dry_run,
+        "small_inputs": small,
         "objects": {name: report.as_dict() for name, report in ctx.reports.items()},
         "requests": plan.requests(ctx.reports),
         "cost_per_month": plan.cost(ctx.reports, d1_bytes),

@@ -35,8 +35,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from lib import delta
+from lib import delta, storage
 
 LEDGER_TABLE = "_publish_ledger"
 STATE_TABLE = "_publish_state"
@@ -52,6 +53,20 @@ STATE_DDL = (
     "generation string, ordinal long, committed_at timestamp"
 )
 LEDGER_FIELDS = [part.split(" ")[0] for part in LEDGER_DDL.split(", ")]
+# The ledger's Parquet files as Spark writes them: every column but the partition column ``object`` (in the path).
+LEDGER_FILE_SCHEMA = pa.schema([
+    ("target", pa.string()), ("target_id", pa.string()), ("location", pa.string()), ("generation", pa.string()),
+    ("base", pa.string()), ("batch_key", pa.string()), ("batch_id", pa.string()), ("kind", pa.string()),
+    ("label", pa.string()), ("rows", pa.int64()), ("bytes", pa.int64()), ("requests", pa.int32()),
+    ("keys", pa.list_(pa.string())), ("info", pa.string()), ("mutation_id", pa.string()),
+    ("sent_at", pa.timestamp("us", tz="UTC")), ("run_id", pa.string()),
+])
+# Characters Spark escapes in a partition folder name (ExternalCatalogUtils.escapePathName).
+_PATH_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(0x20)}
+
+
+def escape_path_name(value: str) -> str:
+    return "".join(f"%{ord(c):02X}" if c in _PATH_ESCAPED else c for c in value)
 
 
 def digest(*parts: Any) -> str:
@@ -195,6 +210,30 @@ class Ledger:
         ``generation``): what they wrote may still be in the target."""
         return [r for r in self.records(obj, base=base) if r["generation"] != generation]
 
+    def _append(self, records: Sequence[dict[str, Any]]) -> None:
+        """Append records to the ledger table in one commit: a Parquet file per object written here (the rows
+        are on the driver already; a Spark job would cost more than the write), staged like Spark's files."""
+        from pyspark.sql.types import StructType
+
+        plan = delta.plan_write(self.uri, StructType.fromDDL(LEDGER_DDL), "append", ["object"],
+                                metadata={"aria.operation": "publish-ledger"})
+        write_id = delta.new_write_id()
+        by_object: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_object.setdefault(record["object"], []).append(
+                {**record, "sent_at": dt.datetime.fromtimestamp(record["sent_at"], dt.timezone.utc)})
+        try:
+            for obj, rows in sorted(by_object.items()):
+                target = posixpath.join(delta.staging_path(self.uri, write_id), f"object={escape_path_name(obj)}",
+                                        "part-00000.zstd.parquet")
+                with storage.atomic_output(target) as out:
+                    pq.write_table(pa.Table.from_pylist(rows, schema=LEDGER_FILE_SCHEMA), out.path,
+                                   filesystem=out.fs, compression="zstd")
+        except BaseException:
+            delta.drop_staging(self.uri, write_id)
+            raise
+        delta.stage_files(plan, write_id).commit()
+
     def fold(self) -> int:
         """Move the write-ahead records into the ledger table (one commit), then delete them."""
         paths = self.wal.list()
@@ -207,13 +246,7 @@ class Ledger:
             existing = set(table["batch_key"].to_pylist())
         fresh = [r for r in records if r["batch_key"] not in existing]
         if fresh:
-            from pyspark.sql.types import StructType
-
-            rows = [{**r, "sent_at": dt.datetime.fromtimestamp(r["sent_at"], dt.timezone.utc)} for r in fresh]
-            frame = self.spark.createDataFrame([tuple(r[f] for f in LEDGER_FIELDS) for r in rows],
-                                               StructType.fromDDL(LEDGER_DDL))
-            delta.write(frame.coalesce(1), self.uri, mode="append", partition_by=["object"],
-                        metadata={"aria.operation": "publish-ledger"})
+            self._append(fresh)
         for path in paths:
             fs, local = delta.filesystem(path)
             fs.delete_file(local)

@@ -87,6 +87,7 @@ class Context:
     ledger: Ledger
     state: State
     dry_run: bool
+    small: bool = False  # small inputs: one partition each (``job.small_inputs``)
     commits: dict[str, DataFrame] = field(default_factory=dict)
     markers: dict[str, dict[str, Any]] = field(default_factory=dict)
     reports: dict[str, ObjectReport] = field(default_factory=dict)
@@ -107,6 +108,17 @@ class Context:
         """Tasks sending to one service at once: ``cloudflare.concurrent_tasks``, the number the request budget
         is divided by (more tasks would each take a full share and together exceed the account's limit)."""
         return self.config.cloudflare.concurrent_tasks
+
+    def narrow(self, frame: DataFrame) -> DataFrame:
+        """A frame read besides the inputs (the state, the ledger): in one partition too when the inputs are small."""
+        return frame.coalesce(1) if self.small else frame
+
+    def spread(self, frame: DataFrame, tasks: int, *columns: str) -> DataFrame:
+        """``frame`` in ``tasks`` partitions by ``columns`` for the sending tasks; with small inputs and one task,
+        its own single partition (the same rows, without an exchange)."""
+        if self.small and tasks == 1:
+            return frame.coalesce(1)
+        return frame.repartition(tasks, *columns)
 
     def keep(self, frame: DataFrame) -> DataFrame:
         frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
@@ -258,7 +270,7 @@ def publish_d1(ctx: Context, inputs: Inputs, facts: DataFrame) -> None:
             rendered = rows if rendered is None else rendered.unionByName(rows)
         # A NULL row per table: the task always sees every changed table, even an empty one.
         markers = ctx.spark.createDataFrame([(order, t, None) for order, t in enumerate(changed)], render.D1_ROWS_DDL)
-        frame = (markers if rendered is None else rendered.unionByName(markers)).repartition(1).sortWithinPartitions(
+        frame = ctx.spread(markers if rendered is None else rendered.unionByName(markers), 1).sortWithinPartitions(
             "order", F.col("row_sql").asc_nulls_first())
         file_bytes = ctx.config.publish.d1_import_file_bytes
         results = ctx.collect(frame, send.d1_task(stream, changed, file_bytes), stream,
@@ -333,10 +345,10 @@ def _plan_parts(changes: DataFrame, limits_of: dict[str, tuple[int, int]], max_t
     return tasks_for(minimum, max_tasks), minimum, counts
 
 
-def _partitioned(changes: DataFrame, tasks: int) -> DataFrame:
+def _partitioned(ctx: Context, changes: DataFrame, tasks: int) -> DataFrame:
     """Each key's part by a stable hash (so batches are the same on every run), one part per task."""
-    return (changes.withColumn("part", F.pmod(F.xxhash64("key"), F.lit(tasks)).cast("int"))
-            .repartition(tasks, "part").sortWithinPartitions("part", "op", "location", "key"))
+    parts = changes.withColumn("part", F.pmod(F.xxhash64("key"), F.lit(tasks)).cast("int"))
+    return ctx.spread(parts, tasks, "part").sortWithinPartitions("part", "op", "location", "key")
 
 
 def _touched_pairs(others: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -363,9 +375,12 @@ def promoted_ids(ctx: Context) -> DataFrame | None:
     """Ids the promote job upserted (its ledger batches, folded or not): publish keeps them in sync with gold."""
     pending = [k for r in ctx.ledger.wal_records("promote") for k in (r.get("keys") or [])]
     frames = []
-    if delta.exists(ctx.ledger.uri):
-        ledger = delta.read(ctx.spark, ctx.ledger.uri)
-        frames.append(ledger.where((F.col("target_id") == ctx.ledger.target_id) & (F.col("object") == "promote"))
+    # Only the ledger's promote partition is read, and only when it has files: publish's own batches (every
+    # other partition) would otherwise be scanned and joined on every run.
+    promote_files = [("object", "=", "promote")]
+    if delta.exists(ctx.ledger.uri) and delta.open_table(ctx.ledger.uri).file_uris(promote_files):
+        ledger = ctx.narrow(delta.read(ctx.spark, ctx.ledger.uri, partition_filters=promote_files))
+        frames.append(ledger.where(F.col("target_id") == ctx.ledger.target_id)
                       .select(F.explode("keys").alias("spotify_id")))
     if pending:
         frames.append(ctx.spark.createDataFrame([(k,) for k in pending], "spotify_id string"))
@@ -402,7 +417,7 @@ def publish_vectorize(ctx: Context, facts: DataFrame) -> dict[str, Any]:
     old_indexes = set(json.loads(marker["info"])["shard_map"]["indexes"]) if marker else set()
     touched = _touched_pairs(others)
     dropped = sorted((old_indexes | {loc for loc, _ in touched}) - set(smap["indexes"]))
-    changes = _changes(lines, ctx.state.frame("vectorize"), touched, ctx.spark, dropped, "upsert")
+    changes = _changes(lines, ctx.narrow(ctx.state.frame("vectorize")), touched, ctx.spark, dropped, "upsert")
     tasks, minimum, counts = _plan_parts(changes, {
         "upsert": (limits.VECTORIZE_MAX_VECTORS_PER_UPSERT, limits.VECTORIZE_MAX_UPSERT_BYTES),
         "delete": (limits.VECTORIZE_MAX_IDS_PER_DELETE, limits.VECTORIZE_MAX_UPSERT_BYTES)}, ctx.parallel_tasks)
@@ -412,7 +427,7 @@ def publish_vectorize(ctx: Context, facts: DataFrame) -> dict[str, Any]:
     if counts.get("upsert") and not ctx.dry_run:
         for name in smap["indexes"]:
             ctx.target.vectorize_ensure_index(name, layout.DIMENSIONS, layout.METRIC, layout.METADATA_INDEXES)
-    results = ctx.collect(_partitioned(changes, tasks), send.vectorize_task(stream), stream, minimum) \
+    results = ctx.collect(_partitioned(ctx, changes, tasks), send.vectorize_task(stream), stream, minimum) \
         if counts else []
     drops = [send.driver_batch("drop", index, stream.label("drop", index), f"drop\n{index}".encode(), 0,
                                send.REQUESTS["vectorize_drop"], _dropper(index), keys=[]) for index in dropped]
@@ -466,14 +481,14 @@ def publish_kv(ctx: Context, inputs: Inputs, facts: DataFrame, smap: dict[str, A
         return
     report.changed, report.generation = True, generation
     desired_rows = items.select("key", F.lit("").alias("location"), F.col("value").alias("payload"), "ttl", "hash")
-    changes = _changes(desired_rows, ctx.state.frame("kv"), _touched_pairs(others), ctx.spark, (), "put")
+    changes = _changes(desired_rows, ctx.narrow(ctx.state.frame("kv")), _touched_pairs(others), ctx.spark, (), "put")
     tasks, minimum, counts = _plan_parts(changes, {
         "put": (limits.KV_MAX_PAIRS_PER_BULK, limits.KV_MAX_BULK_BYTES),
         "delete": (limits.KV_MAX_KEYS_PER_BULK_DELETE, limits.KV_MAX_BULK_BYTES)},
         ctx.parallel_tasks)
     report.details.update({"puts": counts.get("put", 0), "deletes": counts.get("delete", 0)})
     stream = ctx.stream("kv", generation, base, ordinal)
-    results = ctx.collect(_partitioned(changes, tasks), send.kv_task(stream), stream, minimum) if counts else []
+    results = ctx.collect(_partitioned(ctx, changes, tasks), send.kv_task(stream), stream, minimum) if counts else []
     report.add(results, ctx.dry_run)
     report.minimum_requests = minimum
     ctx.commits["kv"] = ctx.state.keyed_frame(
@@ -509,8 +524,10 @@ def publish_r2(ctx: Context, facts: DataFrame, smap: dict[str, Any]) -> None:
         prefix = transforms.id_prefix_length(total, budget)
         assigned = transforms.assign_shards(rows, prefix, transforms.prefix_offsets(rows, prefix), budget)
         expected = max(1, math.ceil(total / budget))
-        frame = assigned.repartition(tasks_for(expected * BATCHES_PER_TASK, ctx.parallel_tasks), "_shard") \
-            .sortWithinPartitions("_shard", "spotify_id")
+        # A shard's number and rows come from the running byte total, not from the task that sends it: small
+        # inputs send them all from one task.
+        tasks = 1 if ctx.small else tasks_for(expected * BATCHES_PER_TASK, ctx.parallel_tasks)
+        frame = ctx.spread(assigned, tasks, "_shard").sortWithinPartitions("_shard", "spotify_id")
         results = ctx.collect(frame, send.shard_task(stream, pub.r2_shard_bytes), stream, expected) if total else []
         report.add(results, ctx.dry_run)
         shards = sorted((json.loads(r["info"]) for r in results), key=lambda s: s["first_id"])
