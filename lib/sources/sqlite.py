@@ -49,6 +49,11 @@ ADBC_BATCH_ROWS = 65_536
 # playlists file grows 28.5 GB -> 116 GB (4.1x); 5x leaves a margin.
 ZSTD_EXPANSION_GUESS = 5.0
 FREE_DISK_MARGIN = 1.05
+# Landed Parquet: whole row groups of read windows, and dictionaries given up early on columns with many
+# distinct values (ids, names). Measured on 480K playlist rows: 0.23 s per file written batch by batch with
+# the default 1 MB dictionary page limit, 0.12 s so; files no larger (12.4 MB against 12.9 MB).
+ROW_GROUP_ROWS = 1 << 19
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "dictionary_pagesize_limit": 64 << 10}
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -804,10 +809,16 @@ def land_range(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int
     target = posixpath.join(landing.data_dir, f"part-r{range_id:06d}.parquet")
     rows = 0
     with storage.atomic_output(target) as out:
-        with pq.ParquetWriter(out.path, landing.arrow_schema, compression="zstd", filesystem=out.fs) as writer:
+        with pq.ParquetWriter(out.path, landing.arrow_schema, filesystem=out.fs, **PARQUET_OPTIONS) as writer:
+            pending: list[pa.RecordBatch] = []
             for good in _run_range(landing, sink, stats_dir, range_id, low, high):
-                writer.write_batch(good)
+                pending.append(good)
                 rows += good.num_rows
+                if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.Table.from_batches(pending))
+                    pending = []
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending))
         out.keep = rows > 0
     return rows
 
@@ -832,14 +843,16 @@ def land_ranges(spark: Any, landings: Sequence[Landing], sink: RejectSink, stats
 
     def land(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for index, range_id, low, high in zip(*(batch.column(i).to_pylist() for i in range(4))):
+            for task in batch.column(0).to_pylist():
+                index, range_id, low, high = tasks[task]
                 rows = land_range(landings[index], sink, stats_dir, range_id, low, high)
                 yield pa.RecordBatch.from_pydict({"landing": [index], "rows": [rows]},
                                                  schema=pa.schema([("landing", pa.int32()), ("rows", pa.int64())]))
 
-    rdd = spark.sparkContext.parallelize(tasks, len(tasks))
-    frame = spark.createDataFrame(rdd, "landing int, range_id int, lo long, hi long")
+    # One partition per task, numbered in the order above; a JVM-side range, so no Python worker
+    # serialises the task list, and the few result rows come back without a shuffle.
+    frame = spark.range(0, len(tasks), 1, numPartitions=len(tasks))
     written = {landing.query.name: 0 for landing in landings}
-    for row in frame.mapInArrow(land, "landing int, rows long").groupBy("landing").sum("rows").collect():
+    for row in frame.mapInArrow(land, "landing int, rows long").collect():
         written[landings[row[0]].query.name] += int(row[1])
     return written
