@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.ingest import sources, transforms
+from jobs.ingest import musicbrainz, sources, transforms
 from jobs.ingest.track_lookup import ID_PAIRS, ArtistLinks, ParquetFiles, TrackAssembly, TrackIdLookup
 from lib import delta
 from lib.config import Config
@@ -40,6 +41,7 @@ from lib.sources.sqlite import (
     Landing,
     LinkResolver,
     RangeQuery,
+    RangeSource,
     RangeStats,
     check_database,
     collect_stats,
@@ -137,14 +139,22 @@ class IngestRun:
     def to_bronze(self, query: RangeQuery, table: str, key: str = "rowid",
                   resolver: LinkResolver | None = None) -> Landing:
         """Rows that go into bronze ``query.name`` as the tasks write them (pyarrow, zstd)."""
+        schema = resolver.output_schema(query.arrow_schema()) if resolver else query.arrow_schema()
+        return Landing(query, self.ranges(query, table, key), self.bronze_staging(query.name, schema), resolver)
+
+    def musicbrainz(self, dump: mbdump.MbDump) -> list[RangeSource]:
+        """Every MusicBrainz table, landed straight into bronze by the tasks."""
+        return [musicbrainz.landing(dump, table, self.bronze_staging(table, musicbrainz.arrow_schema(table)))
+                for table in transforms.MB_TABLES]
+
+    def bronze_staging(self, table: str, schema: pa.Schema) -> str:
+        """Plan the write of bronze ``table`` from the schema its tasks write; the folder they write to."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        uri, write_id = self.uri(query.name), delta.new_write_id()
-        landing = Landing(query, self.ranges(query, table, key), delta.staging_path(uri, write_id), resolver)
-        _check_contract(from_arrow_schema(landing.arrow_schema), query.name)
-        self.pending[query.name] = (delta.plan_write(uri, from_arrow_schema(landing.arrow_schema), "overwrite"),
-                                    write_id)
-        return landing
+        uri, write_id = self.uri(table), delta.new_write_id()
+        _check_contract(from_arrow_schema(schema), table)
+        self.pending[table] = (delta.plan_write(uri, from_arrow_schema(schema), "overwrite"), write_id)
+        return delta.staging_path(uri, write_id)
 
     def to_landing(self, query: RangeQuery, table: str, key: str = "rowid") -> Landing:
         """Rows that Spark transforms before they become bronze (``landed`` reads them)."""
@@ -153,18 +163,18 @@ class IngestRun:
     def landing_folder(self, query: RangeQuery) -> str:
         return f"{self.landing_dir}/{query.name}"
 
-    def land(self, *landings: Landing) -> None:
+    def land(self, *landings: RangeSource) -> None:
         """One Spark job for all ``landings``; bronze ones are staged right after."""
         started = time.perf_counter()
         for landing in landings:
-            self.read_stats.setdefault(landing.query.name, RangeStats())
+            self.read_stats.setdefault(landing.name, RangeStats())
         written = land_ranges(self.spark, landings, self.sink, self.stats_dir)
         log.info("landed %s in %.1f s", ", ".join(f"{name} ({rows:,} rows)" for name, rows in written.items()),
                  time.perf_counter() - started)
         for landing in landings:
-            if landing.query.name in self.pending:
-                plan, write_id = self.pending.pop(landing.query.name)
-                self.frame.add_staged(f"bronze/{landing.query.name}", delta.stage_files(plan, write_id))
+            if landing.name in self.pending:
+                plan, write_id = self.pending.pop(landing.name)
+                self.frame.add_staged(f"bronze/{landing.name}", delta.stage_files(plan, write_id))
 
     def landed(self, query: RangeQuery) -> DataFrame:
         schema = query.spark_schema()
@@ -217,7 +227,8 @@ def _check_contract(schema: StructType, table: str) -> None:
 # Layouts
 
 
-def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
+def ingest_real(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSource] = ()) -> None:
+    """``more``: other landings (MusicBrainz) that share the first Spark job."""
     q = sources.real_queries(files)
     link_free = (run.to_bronze(q.albums, "albums"), run.to_bronze(q.audio_features, "track_audio_features"),
                  run.to_bronze(q.playlists, "playlists"))
@@ -227,13 +238,13 @@ def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
     # catalog (its size estimated from the planned ranges); otherwise they land and Spark joins them.
     planned_tracks = sum(rows for _, _, rows in run.ranges(q.tracks, "tracks"))
     if planned_tracks > run.config.ingest.in_task_lookup_max_tracks:
-        run.land(*link_free, *linked, run.to_landing(q.tracks, "tracks"),
+        run.land(*link_free, *linked, *more, run.to_landing(q.tracks, "tracks"),
                  run.to_landing(q.playlist_tracks, "playlist_tracks", "playlist_rowid"))
         stage_artists(run, q)
         stage_tracks_by_join(run, q)
         stage_playlist_tracks_by_join(run, q)
         return
-    run.land(*link_free, *linked)
+    run.land(*link_free, *linked, *more)
 
     def resolve_while_reading() -> None:
         # The landed artists are exactly the ingested ones: rows that fail the checks are quarantined
@@ -284,9 +295,10 @@ def stage_playlist_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> Non
     run.stage("spotify_playlist_tracks", rows)
 
 
-def ingest_spec(run: IngestRun, files: dict[str, Path]) -> None:
+def ingest_spec(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSource] = ()) -> None:
     q = sources.spec_queries(files)
     run.land(
+        *more,
         run.to_bronze(q.albums, "albums"),
         run.to_landing(q.artists, "artists"),
         run.to_landing(q.tracks, "tracks"),
@@ -301,15 +313,6 @@ def ingest_spec(run: IngestRun, files: dict[str, Path]) -> None:
                            run.sink, q.tracks.db_path, ("track_id",))
     run.stage("spotify_tracks", tracks)
     run.stage("spotify_playlist_tracks", transforms.spec_playlist_tracks(run.landed(q.playlist_tracks)))
-
-
-def ingest_musicbrainz(run: IngestRun, dump: mbdump.MbDump) -> None:
-    for bronze_table, (dump_table, columns) in transforms.MB_TABLES.items():
-        parsed = mbdump.read_table(run.spark, dump, dump_table, [(src, kind) for src, _, kind in columns])
-        rows = transforms.mb_rows(parsed, bronze_table)
-        key = columns[0][1]
-        rows = split_rejects(rows, bronze_table, run.sink, str(dump.table_file(dump_table)), (key,))
-        run.stage(bronze_table, rows.drop("raw_line"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,13 +337,13 @@ def build(frame: Run) -> None:
     try:
         spotify = ingest_real if config.paths.spotify_layout == "real" else ingest_spec
         with frame.timed("land_and_stage"):
-            alongside(run.spark, lambda: spotify(run, files), lambda: ingest_musicbrainz(run, dump))
+            spotify(run, files, run.musicbrainz(dump))
         for name in run.read_stats:
             run.read_stats[name] = collect_stats(run.stats_dir, name)
         with frame.timed("quarantine"):
             rejects = frame.add_staged(f"bronze/{REJECTS_TABLE}",
                                        run.sink.stage(run.spark, sorted({*run.staged, *run.read_stats})))
-            rejected = counts_by_reason(run.spark, rejects)
+            rejected = counts_by_reason(rejects)
     except BaseException:
         run.discard()
         raise

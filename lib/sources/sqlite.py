@@ -547,7 +547,7 @@ class RangeStats:
                 "noted": self.noted, "read_exactly": self.read_exactly}
 
 
-def _count_reasons(values: pa.Array, into: dict[str, int]) -> None:
+def count_reasons(values: pa.Array, into: dict[str, int]) -> None:
     for item in pc.value_counts(values.drop_null()).to_pylist():
         into[item["values"]] = into.get(item["values"], 0) + item["counts"]
 
@@ -610,7 +610,7 @@ def _read_plain(cursor: Any, plan: PlainPlan, query: RangeQuery, low: int, high:
     keep = None
     excluded = _first_reason(plan.excludes, arrays, rows)
     if excluded is not None:
-        _count_reasons(excluded, stats.excluded)
+        count_reasons(excluded, stats.excluded)
         keep = pc.is_null(excluded)
     values = {c.name: c.plain()(arrays) for c in query.columns}
     rejected_rows: list[dict[str, Any]] = []
@@ -620,7 +620,7 @@ def _read_plain(cursor: Any, plan: PlainPlan, query: RangeQuery, low: int, high:
             reasons = pc.if_else(keep, reasons, pa.scalar(None, pa.string()))
         bad = pc.is_valid(reasons)
         if pc.any(bad).as_py():
-            _count_reasons(reasons, stats.rejected)
+            count_reasons(reasons, stats.rejected)
             names = [c.name for c in query.columns]
             picked = pa.table({**{n: values[n].filter(bad) for n in names}, "_reject": reasons.filter(bad)})
             for row in picked.to_pylist():
@@ -643,12 +643,12 @@ def _read_exact(cursor: Any, query: RangeQuery, low: int, high: int) -> Iterator
         batch = batch.filter(pc.equal(batch.column("_sentinel"), 0))
         stats = RangeStats(read=batch.num_rows, read_exactly=batch.num_rows)
         excluded = pc.is_valid(batch.column("_exclude"))
-        _count_reasons(batch.column("_exclude"), stats.excluded)
+        count_reasons(batch.column("_exclude"), stats.excluded)
         included = batch.filter(pc.invert(excluded))
         bad = pc.is_valid(included.column("_reject"))
         rejected: list[dict[str, Any]] = []
         if pc.any(bad).as_py():
-            _count_reasons(included.column("_reject"), stats.rejected)
+            count_reasons(included.column("_reject"), stats.rejected)
             rejected = included.filter(bad).to_pylist()
             included = included.filter(pc.invert(bad))
         stats.kept = included.num_rows
@@ -749,6 +749,29 @@ class LinkResolver(Protocol):
     def __call__(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict[str, Any]], dict[str, int]]: ...
 
 
+class RangeSource(Protocol):
+    """What ``land_ranges`` runs: ranges (low, high, estimated rows) of one source, each read into Arrow
+    chunks (rows kept, rows quarantined, counts) and written to ``data_dir``. ``Landing`` reads SQLite;
+    jobs/ingest/musicbrainz.py reads mbdump COPY files by byte ranges."""
+
+    ranges: tuple[tuple[int, int, int], ...]
+    data_dir: str
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def key_columns(self) -> tuple[str, ...]: ...
+
+    @property
+    def arrow_schema(self) -> pa.Schema: ...
+
+    def chunks(self, low: int, high: int) -> Iterator[RangeChunk]: ...
+
+
 @dataclass(frozen=True)
 class Landing:
     """One query read to zstd Parquet: its key ranges and the folder its files go to. (Intermediate files
@@ -760,9 +783,33 @@ class Landing:
     resolver: LinkResolver | None = None
 
     @property
+    def name(self) -> str:
+        return self.query.name
+
+    @property
+    def source(self) -> str:
+        return self.query.db_path
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return self.query.key_columns
+
+    @property
     def arrow_schema(self) -> pa.Schema:
         schema = self.query.arrow_schema()
         return self.resolver.output_schema(schema) if self.resolver else schema
+
+    def chunks(self, low: int, high: int) -> Iterator[RangeChunk]:
+        for good, bad, stats in read_range(self.query, low, high):
+            if self.resolver is not None:
+                good, unresolved, noted = self.resolver(good)
+                stats.kept -= len(unresolved)
+                for row in unresolved:
+                    stats.rejected[row[REJECT_COLUMN]] = stats.rejected.get(row[REJECT_COLUMN], 0) + 1
+                for what, count in noted.items():
+                    stats.noted[what] = stats.noted.get(what, 0) + count
+                bad = [*bad, *unresolved]
+            yield good, bad, stats
 
 
 def _write_stats(stats_dir: str, name: str, range_id: int, stats: RangeStats) -> None:
@@ -780,29 +827,20 @@ def collect_stats(stats_dir: str, name: str) -> RangeStats:
     return total
 
 
-def _run_range(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int
+def _run_range(landing: RangeSource, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int
                ) -> Iterator[pa.RecordBatch]:
-    query, resolver = landing.query, landing.resolver
     total = RangeStats()
     rejected: list[dict[str, Any]] = []
-    for good, bad, stats in read_range(query, low, high):
-        if resolver is not None:
-            good, unresolved, noted = resolver(good)
-            stats.kept -= len(unresolved)
-            for row in unresolved:
-                stats.rejected[row[REJECT_COLUMN]] = stats.rejected.get(row[REJECT_COLUMN], 0) + 1
-            for what, count in noted.items():
-                stats.noted[what] = stats.noted.get(what, 0) + count
-            bad = [*bad, *unresolved]
+    for good, bad, stats in landing.chunks(low, high):
         total.add(stats)
         rejected.extend(bad)
         if good.num_rows:
             yield good
-    sink.write(query.name, f"r{range_id:06d}", rejected, query.db_path, query.key_columns)
-    _write_stats(stats_dir, query.name, range_id, total)
+    sink.write(landing.name, f"r{range_id:06d}", rejected, landing.source, landing.key_columns)
+    _write_stats(stats_dir, landing.name, range_id, total)
 
 
-def land_range(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int) -> int:
+def land_range(landing: RangeSource, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int) -> int:
     """What one task does: read one range and write it to ``part-r<range>.parquet`` in ``landing.data_dir``
     (a local path, shared mount or object store; a retried task replaces its own file), its rejects to
     ``sink`` and its counts to ``stats_dir``. A range without rows leaves no file."""
@@ -823,7 +861,7 @@ def land_range(landing: Landing, sink: RejectSink, stats_dir: str, range_id: int
     return rows
 
 
-def land_ranges(spark: Any, landings: Sequence[Landing], sink: RejectSink, stats_dir: str) -> dict[str, int]:
+def land_ranges(spark: Any, landings: Sequence[RangeSource], sink: RejectSink, stats_dir: str) -> dict[str, int]:
     """Read every range of every landing in one Spark job and write it to Parquet with pyarrow.
 
     Spark only schedules: one task per range, largest first so the last tasks are short and the cores
@@ -852,7 +890,7 @@ def land_ranges(spark: Any, landings: Sequence[Landing], sink: RejectSink, stats
     # One partition per task, numbered in the order above; a JVM-side range, so no Python worker
     # serialises the task list, and the few result rows come back without a shuffle.
     frame = spark.range(0, len(tasks), 1, numPartitions=len(tasks))
-    written = {landing.query.name: 0 for landing in landings}
+    written = {landing.name: 0 for landing in landings}
     for row in frame.mapInArrow(land, "landing int, rows long").collect():
-        written[landings[row[0]].query.name] += int(row[1])
+        written[landings[row[0]].name] += int(row[1])
     return written
