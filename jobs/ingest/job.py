@@ -4,10 +4,12 @@
    and checked (SQLite header and quick_check, required tables and columns; mbdump files and layout).
    Any problem stops the job with the file named, and no table gets a new version.
 2. Every table is read in key ranges by executor tasks that write Parquet with pyarrow (one Spark job
-   per group of tables, largest ranges first). Tables that need no Spark transformation land straight
-   in their bronze staging folder. Tracks (album, artists) and playlist rows (track) resolve their rowid
-   links while they are read, from per-worker copies of the ingested ids (track_lookup.py), or, for a
-   catalog too big for that, land under ``paths.work`` and Spark resolves them with joins.
+   per group of tables, largest ranges first): SQLite tables by rowid ranges, MusicBrainz files by byte
+   ranges (musicbrainz.py). Tables that need no Spark transformation land straight in their bronze
+   staging folder. Artists (genres), tracks (album, artists) and playlist rows (track) resolve their
+   rowid links while they are read, from per-worker copies of the ingested ids (track_lookup.py), or,
+   for a catalog too big for that, land under ``paths.work`` and Spark resolves them with joins. So a
+   catalog that fits runs three Spark jobs in all: everything without links, tracks, playlist rows.
 3. Everything is committed at the end, the quarantine (``bronze/_rejects``) included.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.ingest import musicbrainz, sources, transforms
-from jobs.ingest.track_lookup import ID_PAIRS, ArtistLinks, ParquetFiles, TrackAssembly, TrackIdLookup
+from jobs.ingest.track_lookup import ID_PAIRS, ArtistGenres, ArtistLinks, ParquetFiles, TrackAssembly, TrackIdLookup
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
@@ -201,20 +203,6 @@ class IngestRun:
         shutil.rmtree(self.sink.staging_dir, ignore_errors=True)
 
 
-def alongside(spark: SparkSession, main: Callable[[], None], side: Callable[[], None]) -> None:
-    """Run two independent parts of the job at once (Spark takes jobs from several driver threads):
-    with two cores and stages that each leave some idle, the pair finishes sooner than one after the
-    other. A failure of either cancels the other's Spark jobs and is raised."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        side_done = pool.submit(side)
-        try:
-            main()
-            side_done.result()
-        except BaseException:
-            spark.sparkContext.cancelAllJobs()
-            raise
-
-
 def _check_contract(schema: StructType, table: str) -> None:
     """Tables landed straight into bronze skip ``conform``: their rows must already list the contract first."""
     wanted = contract("bronze", table)
@@ -232,33 +220,28 @@ def ingest_real(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSour
     q = sources.real_queries(files)
     link_free = (run.to_bronze(q.albums, "albums"), run.to_bronze(q.audio_features, "track_audio_features"),
                  run.to_bronze(q.playlists, "playlists"))
-    linked = (run.to_landing(q.artists, "artists"), run.to_landing(q.artist_genres, "artist_genres"),
-              run.to_landing(q.track_artists, "track_artists"))
+    links = (run.to_landing(q.artist_genres, "artist_genres"), run.to_landing(q.track_artists, "track_artists"))
     # Tracks and playlist rows resolve their links while they are read when every worker can hold the
     # catalog (its size estimated from the planned ranges); otherwise they land and Spark joins them.
     planned_tracks = sum(rows for _, _, rows in run.ranges(q.tracks, "tracks"))
     if planned_tracks > run.config.ingest.in_task_lookup_max_tracks:
-        run.land(*link_free, *linked, *more, run.to_landing(q.tracks, "tracks"),
+        run.land(*link_free, *links, *more, run.to_landing(q.artists, "artists"), run.to_landing(q.tracks, "tracks"),
                  run.to_landing(q.playlist_tracks, "playlist_tracks", "playlist_rowid"))
         stage_artists(run, q)
         stage_tracks_by_join(run, q)
         stage_playlist_tracks_by_join(run, q)
         return
-    run.land(*link_free, *linked, *more)
-
-    def resolve_while_reading() -> None:
-        # The landed artists are exactly the ingested ones: rows that fail the checks are quarantined
-        # while read, so the tracks need not wait for the artists' Spark stage.
-        artists = ParquetFiles.landed(run.landing_folder(q.artists))
-        links = ParquetFiles.landed(run.landing_folder(q.track_artists))
-        run.land(run.to_bronze(q.tracks, "tracks", resolver=TrackAssembly(
-            ParquetFiles.staged(run.staged["spotify_albums"]), artists, links)))
-        tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
-        ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
-        run.noted["spotify_tracks"] = ArtistLinks.load(links, artists).orphans(ingested)
-        run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
-
-    alongside(run.spark, resolve_while_reading, lambda: stage_artists(run, q))
+    # Artists get their genres while read (each worker reads the genre rows itself), in the first job.
+    run.land(*link_free, *links, *more, run.to_bronze(q.artists, "artists", resolver=ArtistGenres(q.artist_genres)))
+    # The staged artists are exactly the ingested ones: rows that fail the checks were quarantined while read.
+    artists = ParquetFiles.staged(run.staged["spotify_artists"])
+    track_links = ParquetFiles.landed(run.landing_folder(q.track_artists))
+    run.land(run.to_bronze(q.tracks, "tracks", resolver=TrackAssembly(
+        ParquetFiles.staged(run.staged["spotify_albums"]), artists, track_links)))
+    tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
+    ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
+    run.noted["spotify_tracks"] = ArtistLinks.load(track_links, artists).orphans(ingested)
+    run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
 
 
 def stage_artists(run: IngestRun, q: sources.RealQueries) -> None:
@@ -364,6 +347,8 @@ def _summarize(run: IngestRun, rejected: dict[str, dict[str, int]]) -> None:
             entry["rows"] = run.staged[name].rows
         if stats is not None:
             entry["rows_read"] = stats.read
+            if stats.read_exactly:
+                entry["rows_read_by_exact_sql"] = stats.read_exactly  # windows the plain read could not type
             if stats.excluded:
                 entry["excluded"] = stats.excluded
                 for reason, rows in stats.excluded.items():

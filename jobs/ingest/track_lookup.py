@@ -29,6 +29,7 @@ from jobs.ingest.transforms import (
 )
 from lib import delta, storage
 from lib.rejects import REJECT_COLUMN
+from lib.sources.sqlite import RangeQuery, key_bounds, read_range
 
 # What a worker process has loaded, reused by every task of the run (Python workers are reused).
 _LOADED: dict[Any, Any] = {}
@@ -149,25 +150,52 @@ class TrackIdLookup:
 
 
 @dataclass(frozen=True)
-class ArtistLinks:
-    """The artist links grouped by track: for the sorted distinct ``tracks`` of the links, the resolved
-    artist ids in link order (``values`` sliced by ``offsets``) and the count of links to no ingested
-    artist."""
+class ListsByKey:
+    """Lists of strings by integer key: for the sorted distinct ``tracks`` (keys), ``values`` sliced by
+    ``offsets``."""
 
     tracks: np.ndarray
     offsets: np.ndarray
     values: pa.Array
+
+    def groups(self, track_rowid: np.ndarray) -> np.ndarray:
+        """Group of each key, -1 for a key without a list."""
+        group = np.searchsorted(self.tracks, track_rowid)
+        inside = group < len(self.tracks)
+        hit = np.zeros(len(track_rowid), dtype=bool)
+        hit[inside] = self.tracks[group[inside]] == track_rowid[inside]
+        return np.where(hit, group, -1)
+
+    def lists(self, group: np.ndarray) -> pa.Array:
+        """One list per group (empty for -1)."""
+        has = group >= 0
+        starts = np.where(has, self.offsets[np.maximum(group, 0)], 0)
+        lengths = np.where(has, self.offsets[np.maximum(group, 0) + 1] - starts, 0)
+        list_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        take = np.repeat(starts - list_offsets[:-1], lengths) + np.arange(list_offsets[-1])
+        return pa.ListArray.from_arrays(pa.array(list_offsets), self.values.take(pa.array(take, pa.int64())))
+
+
+def _grouped(keys: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the row order that sorts by ``(keys, order)``, the sorted distinct keys, each sorted row's group)."""
+    sorting = np.lexsort((order, keys))
+    distinct, group = np.unique(keys[sorting], return_inverse=True)
+    return sorting, distinct, group
+
+
+@dataclass(frozen=True)
+class ArtistLinks(ListsByKey):
+    """The artist links grouped by track: for the sorted distinct ``tracks`` of the links, the resolved
+    artist ids in link order and the count of links to no ingested artist."""
+
     unresolved: np.ndarray
 
     @classmethod
     def load(cls, links: ParquetFiles, artists: ParquetFiles) -> ArtistLinks:
         table = links.read(LINKS)
         index, artist_ids = _ids(artists.read(ID_PAIRS["artist"]), "artist_rowid", "artist_id")
-        track = table.column("track_rowid").to_numpy()
-        order = np.lexsort((table.column("link_order").to_numpy(), track))
-        track = track[order]
+        order, tracks, group = _grouped(table.column("track_rowid").to_numpy(), table.column("link_order").to_numpy())
         artist = index.find(table.column("artist_rowid").take(pa.array(order)))
-        tracks, group = np.unique(track, return_inverse=True)
         resolved = artist >= 0
         counts = np.bincount(group[resolved], minlength=len(tracks))
         return cls(
@@ -176,23 +204,6 @@ class ArtistLinks:
             values=artist_ids.take(pa.array(artist[resolved])),
             unresolved=np.bincount(group[~resolved], minlength=len(tracks)),
         )
-
-    def groups(self, track_rowid: np.ndarray) -> np.ndarray:
-        """Group of each track, -1 for a track without links."""
-        group = np.searchsorted(self.tracks, track_rowid)
-        inside = group < len(self.tracks)
-        hit = np.zeros(len(track_rowid), dtype=bool)
-        hit[inside] = self.tracks[group[inside]] == track_rowid[inside]
-        return np.where(hit, group, -1)
-
-    def lists(self, group: np.ndarray) -> pa.Array:
-        """One list of artist ids per group (empty for -1)."""
-        has = group >= 0
-        starts = np.where(has, self.offsets[np.maximum(group, 0)], 0)
-        lengths = np.where(has, self.offsets[np.maximum(group, 0) + 1] - starts, 0)
-        list_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        take = np.repeat(starts - list_offsets[:-1], lengths) + np.arange(list_offsets[-1])
-        return pa.ListArray.from_arrays(pa.array(list_offsets), self.values.take(pa.array(take, pa.int64())))
 
     def orphans(self, ingested_tracks: np.ndarray) -> dict[str, int]:
         """Counts for the link groups of tracks that were not ingested (quarantined or missing)."""
@@ -240,3 +251,42 @@ class TrackAssembly:
             ALBUM_UNRESOLVED: int(pc.sum(pc.and_(pc.is_valid(album_rowid), pc.is_null(album_id))).as_py() or 0),
         }
         return resolved, [], noted
+
+
+# ----------------------------------------------------------------------------------------------
+# Artists
+
+
+@dataclass(frozen=True)
+class ArtistGenres:
+    """A ``LinkResolver`` for the artists range query: each artist's genres in ``artist_genres`` row order
+    (``transforms.attach_genres``'s lists), from the genre rows every worker reads itself with the
+    artist_genres query (the rows that query keeps, so the quarantined ones give no genre)."""
+
+    genres: RangeQuery  # the artist_genres query
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        """The Spark path's column order: the contract (genres after popularity), then the extras."""
+        fields = [schema.field(n) for n in schema.names]
+        fields.insert(schema.get_field_index("popularity") + 1, pa.field("genres", pa.list_(pa.string())))
+        return pa.schema(fields)
+
+    def load(self) -> ListsByKey:
+        def build() -> ListsByKey:
+            bounds = key_bounds(self.genres.db_path, self.genres.from_clause, self.genres.key)
+            batches = [good for good, _, _ in read_range(self.genres, *bounds)] if bounds else []
+            table = pa.Table.from_batches(batches, schema=self.genres.arrow_schema())
+            order, artists, group = _grouped(table.column("artist_rowid").to_numpy(),
+                                             table.column("link_order").to_numpy())
+            counts = np.bincount(group, minlength=len(artists))
+            return ListsByKey(artists, np.concatenate([[0], np.cumsum(counts)]),
+                              table.column("genre").combine_chunks().take(pa.array(order)))
+
+        return _cached(self, build)
+
+    def __call__(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict[str, Any]], dict[str, int]]:
+        genres = self.load()
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["genres"] = genres.lists(genres.groups(batch.column("artist_rowid").to_numpy(zero_copy_only=False)))
+        schema = self.output_schema(batch.schema)
+        return pa.RecordBatch.from_arrays([columns[n] for n in schema.names], schema=schema), [], {}
