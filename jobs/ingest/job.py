@@ -239,9 +239,16 @@ def ingest_real(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSour
     run.land(run.to_bronze(q.tracks, "tracks", resolver=TrackAssembly(
         ParquetFiles.staged(run.staged["spotify_albums"]), artists, track_links)))
     tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
-    ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
-    run.noted["spotify_tracks"] = ArtistLinks.load(track_links, artists).orphans(ingested)
-    run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
+
+    def orphans() -> dict[str, int]:
+        ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
+        return ArtistLinks.load(track_links, artists).orphans(ingested)
+
+    # The driver counts the orphaned links (seconds of numpy on a large catalog) while the cores read.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counted = pool.submit(orphans)
+        run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
+        run.noted["spotify_tracks"] = counted.result()
 
 
 def stage_artists(run: IngestRun, q: sources.RealQueries) -> None:

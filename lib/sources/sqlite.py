@@ -694,8 +694,11 @@ def read_range(query: RangeQuery, low: int, high: int, plain: bool = True) -> It
 
 
 def key_bounds(db_path: str, from_clause: str, key: str) -> tuple[int, int] | None:
+    """(min, max) of an indexed key: two queries, since SQLite answers a lone min() or max() from the index
+    but scans the whole table for both in one SELECT (1.9 s on 7.4M playlist rows, against milliseconds)."""
     with contextlib.closing(connect_readonly(db_path)) as conn:
-        low, high = conn.execute(f"SELECT min({key}), max({key}) FROM {from_clause}").fetchone()
+        low = conn.execute(f"SELECT min({key}) FROM {from_clause}").fetchone()[0]
+        high = conn.execute(f"SELECT max({key}) FROM {from_clause}").fetchone()[0]
     return None if low is None else (int(low), int(high))
 
 
