@@ -83,6 +83,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                            ("auto", "true", "false")),
         "event_log": _b(False, "write Spark event logs to paths.work/spark-events (open them with the history "
                                "server, see README)"),
+        "class_archive": _b(True, "./spark-submit.sh: the driver JVM (client mode) maps Spark's classes from a "
+                                  "class-data-sharing archive that its first run writes under build/jvm "
+                                  "(measured: a third less JVM CPU per run)"),
+        "quick_jit_jobs": Setting("str_list", ["ingest"], "./spark-submit.sh: jobs whose driver JVM compiles with "
+                                  "C1 only (-XX:TieredStopAtLevel=1): their JVM mostly schedules Python tasks, and "
+                                  "C2's compilations cost more CPU than they save (docs/benchmarks.md)"),
     },
     # Free-form: any Spark property, passed through as --conf key=value.
     "spark_conf": {},
