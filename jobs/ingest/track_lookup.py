@@ -77,7 +77,8 @@ class DenseIndex:
         if len(rowids) == 0:
             return cls(0, np.full(0, -1, dtype=np.int64))
         low = int(rowids.min())
-        positions = np.full(int(rowids.max()) - low + 1, -1, dtype=np.int64)
+        # int32 positions: 4 bytes per rowid of the span (a worker holds one per catalog track).
+        positions = np.full(int(rowids.max()) - low + 1, -1, dtype=np.int32 if len(rowids) < 2**31 else np.int64)
         positions[rowids - low] = np.arange(len(rowids))
         return cls(low, positions)
 
@@ -173,7 +174,10 @@ class ListsByKey:
         lengths = np.where(has, self.offsets[np.maximum(group, 0) + 1] - starts, 0)
         list_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
         take = np.repeat(starts - list_offsets[:-1], lengths) + np.arange(list_offsets[-1])
-        return pa.ListArray.from_arrays(pa.array(list_offsets), self.values.take(pa.array(take, pa.int64())))
+        return pa.ListArray.from_arrays(pa.array(list_offsets), self.items(pa.array(take, pa.int64())))
+
+    def items(self, positions: pa.Array) -> pa.Array:
+        return self.values.take(positions)
 
 
 def _grouped(keys: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,9 +190,14 @@ def _grouped(keys: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarra
 @dataclass(frozen=True)
 class ArtistLinks(ListsByKey):
     """The artist links grouped by track: for the sorted distinct ``tracks`` of the links, the resolved
-    artist ids in link order and the count of links to no ingested artist."""
+    artists in link order (``values``: int32 positions in ``artist_ids``, 4 bytes a link instead of an id's
+    26) and the count of links to no ingested artist."""
 
     unresolved: np.ndarray
+    artist_ids: pa.Array
+
+    def items(self, positions: pa.Array) -> pa.Array:
+        return self.artist_ids.take(self.values.take(positions))
 
     @classmethod
     def load(cls, links: ParquetFiles, artists: ParquetFiles) -> ArtistLinks:
@@ -201,8 +210,9 @@ class ArtistLinks(ListsByKey):
         return cls(
             tracks=tracks,
             offsets=np.concatenate([[0], np.cumsum(counts)]),
-            values=artist_ids.take(pa.array(artist[resolved])),
-            unresolved=np.bincount(group[~resolved], minlength=len(tracks)),
+            values=pa.array(artist[resolved].astype(np.int32)),
+            unresolved=np.bincount(group[~resolved], minlength=len(tracks)).astype(np.int32),
+            artist_ids=artist_ids,
         )
 
     def orphans(self, ingested_tracks: np.ndarray) -> dict[str, int]:
