@@ -29,7 +29,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.ingest import musicbrainz, sources, transforms
-from jobs.ingest.track_lookup import ID_PAIRS, ArtistGenres, ArtistLinks, ParquetFiles, TrackAssembly, TrackIdLookup
+from jobs.ingest.track_lookup import (
+    ID_PAIRS,
+    ArtistGenres,
+    ArtistLinks,
+    ParquetFiles,
+    TrackAssembly,
+    TrackIdLookup,
+    lookup_memory,
+)
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
@@ -224,7 +232,10 @@ def ingest_real(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSour
     # Tracks and playlist rows resolve their links while they are read when every worker can hold the
     # catalog (its size estimated from the planned ranges); otherwise they land and Spark joins them.
     planned_tracks = sum(rows for _, _, rows in run.ranges(q.tracks, "tracks"))
-    if planned_tracks > run.config.ingest.in_task_lookup_max_tracks:
+    memory = lookup_memory(run.spark, planned_tracks, run.config.ingest.in_task_lookup_max_tracks,
+                           run.config.ingest.worker_memory_mb)
+    run.frame.metrics["link_resolution"] = {"path": "in_task" if memory.fits else "spark_joins", **memory.to_dict()}
+    if not memory.fits:
         run.land(*link_free, *links, *more, run.to_landing(q.artists, "artists"), run.to_landing(q.tracks, "tracks"),
                  run.to_landing(q.playlist_tracks, "playlist_tracks", "playlist_rowid"))
         stage_artists(run, q)
@@ -256,7 +267,7 @@ def stage_artists(run: IngestRun, q: sources.RealQueries) -> None:
 
 
 def stage_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
-    """For catalogs above ``ingest.in_task_lookup_max_tracks``: Spark joins on the landed rows."""
+    """For catalogs whose lookups do not fit a worker (``lookup_memory``): Spark joins on the landed rows."""
     links = transforms.artist_lists(
         run.landed(q.track_artists), run.staged_frame("spotify_artists", "artist_rowid", "artist_id")
     )
@@ -274,7 +285,7 @@ def stage_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
 
 
 def stage_playlist_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
-    """For catalogs above ``ingest.in_task_lookup_max_tracks``: a Spark join on the landed rows."""
+    """For catalogs whose lookups do not fit a worker: a Spark join on the landed rows."""
     rows = transforms.resolve_playlist_tracks(
         run.landed(q.playlist_tracks), run.staged_frame("spotify_tracks", "track_rowid", "track_id")
     )

@@ -1,16 +1,17 @@
-"""Resolving the release's rowid links inside the reading tasks, when the catalog is small enough.
+"""Resolving the release's rowid links inside the reading tasks, when the catalog's lookups fit a worker.
 
-Tracks link to albums (``album_rowid``) and artists (``track_artists``); playlist rows link to tracks
-(``track_rowid``). For a catalog of a few million tracks every Python worker can hold the ingested
-rows' ``(rowid, id)`` pairs as dense arrays (~35 bytes per track) and the artist links grouped by
-track, so the tracks and the playlist rows are resolved by array lookups while they are read: no
-second pass, no shuffle. Above ``ingest.in_task_lookup_max_tracks`` (the release's 256M tracks) the
-rows land first and Spark joins them (``transforms.resolve_tracks``, ``resolve_playlist_tracks``);
-both paths give the same rows, quarantine and counts (tests/jobs/test_ingest.py).
+Artists link to genres, tracks to albums (``album_rowid``) and artists (``track_artists``), playlist rows
+to tracks (``track_rowid``). When every Python worker can hold the ingested rows' ``(rowid, id)`` pairs as
+dense arrays and the artist links grouped by track (``lookup_memory``: ~170 bytes per catalog track at the
+peak), they are resolved by array lookups while the rows are read: no second pass, no shuffle. Otherwise
+(the release's 256M tracks on ordinary executors) the rows land first and Spark joins them
+(``transforms.resolve_tracks``, ``resolve_playlist_tracks``); both paths give the same rows, quarantine
+and counts (tests/jobs/test_ingest.py, test_ingest_paths.py).
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,65 @@ from jobs.ingest.transforms import (
 from lib import delta, storage
 from lib.rejects import REJECT_COLUMN
 from lib.sources.sqlite import RangeQuery, key_bounds, read_range
+
+# The memory rule (``ingest.in_task_lookup_max_tracks = -1``). Measured with the sample generator's dumps,
+# local[2]: a Python worker's resident peak is ~255 MB with a 20K-track catalog, 398 MB with 1M tracks and
+# 517 MB with 2M (docs/benchmarks.md); the peak is the tracks phase (album and artist ids, the links grouped
+# by track, and the transient read of them), so ~130-170 bytes per catalog track on top of the worker.
+WORKER_BASE_BYTES = 300 << 20
+BYTES_PER_TRACK = 170
+LOCAL_MEMORY_SHARE = 0.5  # local mode: of the memory the driver heap leaves, shared by the cores' workers
+
+
+@dataclass(frozen=True)
+class LookupMemory:
+    """Whether the in-task lookups fit a Python worker, with the figures that decided it."""
+
+    planned_tracks: int
+    needed_bytes: int
+    worker_bytes: int | None  # None: decided by a fixed track limit
+    source: str
+
+    @property
+    def fits(self) -> bool:
+        return self.worker_bytes is not None and self.needed_bytes <= self.worker_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"planned_tracks": self.planned_tracks, "needed_mb": self.needed_bytes >> 20,
+                "worker_mb": None if self.worker_bytes is None else self.worker_bytes >> 20, "source": self.source}
+
+
+def worker_memory(spark: Any, configured_mb: int) -> tuple[int, str]:
+    """Memory one Python worker may use, and where the figure comes from."""
+    if configured_mb:
+        return configured_mb << 20, "ingest.worker_memory_mb"
+    context = spark.sparkContext
+    conf = context.getConf()
+    mib = context._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsMb
+    if context.master.startswith("local"):
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        heap = mib(conf.get("spark.driver.memory", "1g")) << 20
+        share = int(max(0, physical - heap) * LOCAL_MEMORY_SHARE / max(1, context.defaultParallelism))
+        cores = context.defaultParallelism
+        return share, f"local mode: {LOCAL_MEMORY_SHARE:g} x (machine - driver heap) / {cores} cores"
+    cores = int(conf.get("spark.executor.cores", "1"))
+    if conf.contains("spark.executor.pyspark.memory"):
+        return (mib(conf.get("spark.executor.pyspark.memory")) << 20) // cores, "spark.executor.pyspark.memory / cores"
+    executor = mib(conf.get("spark.executor.memory", "1g"))
+    overhead = mib(conf.get("spark.executor.memoryOverhead")) if conf.contains("spark.executor.memoryOverhead") \
+        else max(384, executor // 10)
+    return (overhead << 20) // cores, "executor memory overhead / cores"
+
+
+def lookup_memory(spark: Any, planned_tracks: int, track_limit: int, configured_mb: int) -> LookupMemory:
+    needed = WORKER_BASE_BYTES + BYTES_PER_TRACK * planned_tracks
+    if track_limit >= 0:
+        fits = planned_tracks <= track_limit
+        return LookupMemory(planned_tracks, needed, needed if fits else None,
+                            f"ingest.in_task_lookup_max_tracks = {track_limit:,}")
+    budget, source = worker_memory(spark, configured_mb)
+    return LookupMemory(planned_tracks, needed, budget, source)
+
 
 # What a worker process has loaded, reused by every task of the run (Python workers are reused).
 _LOADED: dict[Any, Any] = {}
