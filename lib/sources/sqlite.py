@@ -209,21 +209,23 @@ def unpack_zstd(source: Path, work_dir: Path) -> Path:
 # ----------------------------------------------------------------------------------------------
 # Range queries
 #
-# Two ways to read the same rows. The *plain read* (``_read_plain``) selects source columns as they are,
-# with a typed sentinel row first so the ADBC driver infers each column's type, and does every check,
-# cast and derivation vectorised in Arrow: SQLite only walks the b-tree (measured on 1M tracks: 1.1 CPU s
-# plain against 5.4 s for the typed, checked SQL). The *exact read* (``RangeQuery.sql``) does it all in
-# SQL and handles any value SQLite may hold. A range is read in windows of about ``WINDOW_ROWS`` rows; a
-# window whose values the plain read cannot type (text in a numeric column, REAL in an INTEGER one: the
-# driver raises or infers another type) is read again exactly, so both give the same rows, rejects and
+# Two ways to read the same rows. The *plain read* (``_read_plain``) selects source columns as they are
+# (the ADBC driver types each column from the values of the batch) and does every check, cast and
+# derivation vectorised in Arrow: SQLite only walks the b-tree (measured on 1M tracks: 1.1 CPU s plain
+# against 5.4 s for the typed, checked SQL; a typed sentinel row put first with UNION ALL costs another
+# 15-35%, so there is none). The *exact read* (``RangeQuery.sql``) does it all in SQL and handles any value
+# SQLite may hold. A range is read in windows of about ``WINDOW_ROWS`` rows, each one batch; a window whose
+# values the plain read cannot type (text in a numeric column, REAL in an INTEGER one: the driver raises
+# or infers another type, ``_as_read``) is read again exactly, so both give the same rows, rejects and
 # counts (tests/lib/test_sqlite_source.py compares them).
 
-# Rows per plain-read window: one ADBC batch, so a window that falls back costs one batch of exact reading.
+# Rows per plain-read window, so a window that falls back costs one batch of exact reading; the plain
+# read's batches hold 4x that, so a window whose rows per key were underestimated is still one batch.
 WINDOW_ROWS = ADBC_BATCH_ROWS - 1
+PLAIN_BATCH_ROWS = 4 * ADBC_BATCH_ROWS
 FIRST_WINDOW_KEYS = 1024  # keys of a range's first window, before its rows per key are known
 
 READ_KINDS: dict[str, pa.DataType] = {"string": pa.string(), "long": pa.int64(), "double": pa.float64()}
-_SENTINELS = {"string": "''", "long": "0", "double": "0.0"}
 _BARE_COLUMN = re.compile(r"(?:[A-Za-z_]\w*\.)?[A-Za-z_]\w*")
 
 
@@ -491,20 +493,16 @@ def plain_plan(query: RangeQuery, conn: Any) -> PlainPlan:
             selected.append(ref)
     words = from_clause.split()
     text_columns = _text_columns(conn, words[0]) if len(words) <= 2 else set()
-    sentinel = ", ".join(f"{_SENTINELS[kind]} AS _f{i}" for i, (_, kind) in enumerate(selected))
     columns = ", ".join(_select_sql(ref, kind, text_columns) for ref, kind in selected)
     where = f" AND ({query.where})" if query.where else ""
-    sql = (f"SELECT 1 AS _sentinel, {sentinel} UNION ALL SELECT 0, {columns} "
-           f"FROM {from_clause} WHERE {query.key} BETWEEN ? AND ?{where}")
+    sql = f"SELECT {columns} FROM {from_clause} WHERE {query.key} BETWEEN ? AND ?{where}"
     lookups = []
     for alias, refs in looked_up.items():
         lookup = by_alias[alias]
         text = _text_columns(conn, lookup.table)
         names = [ref.partition(".")[2] for ref, _ in refs]
-        head = ", ".join(f"{_SENTINELS[kind]}" for _, kind in refs)
         body = ", ".join(_select_sql(name, kind, text) for name, (_, kind) in zip(names, refs))
-        lookups.append((lookup, f"SELECT 1, 0, {head} UNION ALL SELECT 0, rowid, {body} FROM {lookup.table} "
-                                f"WHERE rowid BETWEEN ? AND ?", tuple(refs)))
+        lookups.append((lookup, f"SELECT rowid, {body} FROM {lookup.table} WHERE rowid BETWEEN ? AND ?", tuple(refs)))
     return PlainPlan(sql, tuple(selected), tuple(lookups), tuple(excludes), tuple(rejects))
 
 
@@ -567,13 +565,24 @@ def _first_reason(checks: Sequence[tuple[str, ArrowExpr]], arrays: Mapping[tuple
     return reason
 
 
-def _typed(table: pa.Table, kinds: Sequence[str]) -> bool:
-    """True when the driver typed every selected column as the plain read asked."""
-    return all(table.schema.field(i + 1).type == READ_KINDS[kind] for i, kind in enumerate(kinds))
+def _as_read(values: pa.ChunkedArray, kind: str) -> pa.Array | None:
+    """A column as the plain read asked for it, or None when the driver typed it otherwise. The driver types
+    each column from its values: an all-NULL column comes as int64 (any kind then), a REAL column holding
+    only integers in a window as int64 (cast exactly, as SQLite's CAST AS REAL); text where a number was
+    asked, or REAL where an integer was, is for the exact read."""
+    values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()  # one batch: no copy
+    wanted = READ_KINDS[kind]
+    if values.type == wanted:
+        return values
+    if values.null_count == len(values):
+        return pa.nulls(len(values), wanted)
+    if kind == "double" and values.type == pa.int64():
+        return values.cast(pa.float64())
+    return None
 
 
-def _fetch(cursor: Any, sql: str, low: int, high: int, kinds: Sequence[str]) -> pa.Table | None:
-    """One plain SELECT without its sentinel row; None when the driver cannot type it as asked."""
+def _fetch(cursor: Any, sql: str, low: int, high: int, kinds: Sequence[str]) -> list[pa.Array] | None:
+    """The columns of one plain SELECT as asked (``_as_read``); None when the driver cannot give them so."""
     import adbc_driver_sqlite.dbapi as adbc
 
     try:
@@ -581,31 +590,28 @@ def _fetch(cursor: Any, sql: str, low: int, high: int, kinds: Sequence[str]) -> 
         table = cursor.fetch_arrow_table()
     except (adbc.Error, OSError, pa.ArrowException):
         return None
-    if not _typed(table, kinds) or table.num_rows == 0 or table.column(0)[0].as_py() != 1:
-        return None
-    return table.slice(1)
+    columns = [_as_read(table.column(i), kind) for i, kind in enumerate(kinds)]
+    return None if any(c is None for c in columns) else columns  # type: ignore[return-value]
 
 
 def _read_plain(cursor: Any, plan: PlainPlan, query: RangeQuery, low: int, high: int) -> RangeChunk | None:
     """One window by the plain read; None when it must be read exactly."""
-    table = _fetch(cursor, plan.sql, low, high, [kind for _, kind in plan.refs])
-    if table is None:
+    columns = _fetch(cursor, plan.sql, low, high, [kind for _, kind in plan.refs])
+    if columns is None:
         return None
-    table = table.combine_chunks()
-    arrays: dict[tuple[str, str], pa.Array] = {
-        ref: table.column(i + 1).combine_chunks() for i, ref in enumerate(plan.refs)}
-    rows = table.num_rows
+    arrays: dict[tuple[str, str], pa.Array] = dict(zip(plan.refs, columns))
+    rows = len(columns[0])
     for _, sql, refs in plan.lookups:
         side = _fetch(cursor, sql, low, high, ["long", *(kind for _, kind in refs)])
         if side is None:
             return None
         positions = np.full(high - low + 1, -1, dtype=np.int64)
-        positions[side.column(1).to_numpy() - low] = np.arange(side.num_rows)
+        positions[side[0].to_numpy() - low] = np.arange(len(side[0]))
         keys = arrays[(query.key, "long")].to_numpy(zero_copy_only=False)
         found = positions[keys - low]
         take = pa.array(found, mask=found < 0)
         for i, ref in enumerate(refs):
-            arrays[ref] = side.column(i + 2).combine_chunks().take(take)
+            arrays[ref] = side[i + 1].take(take)
     stats = RangeStats(read=rows)
     keep = None
     excluded = _first_reason(plan.excludes, arrays, rows)
@@ -655,38 +661,42 @@ def _read_exact(cursor: Any, query: RangeQuery, low: int, high: int) -> Iterator
         yield _to_target(included, query), rejected, stats
 
 
+def _cursor(conn: Any, batch_rows: int) -> Any:
+    cursor = conn.cursor()
+    cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
+    return cursor
+
+
 def read_range(query: RangeQuery, low: int, high: int, plain: bool = True) -> Iterator[RangeChunk]:
     """Stream one key range: (good rows in the target schema, rejected rows as dicts, counts). Windows are
     read plainly where the driver can type them, else exactly (``plain=False``: every window exactly)."""
     import adbc_driver_sqlite.dbapi as adbc
 
     uri = f"file:{Path(query.db_path).resolve()}?mode=ro&immutable=1"
-    with adbc.connect(uri) as conn:
-        cursor = conn.cursor()
-        try:
-            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(ADBC_BATCH_ROWS)})
-            plan = plain_plan(query, conn) if plain else None
-            start, keys, rows_per_key = low, FIRST_WINDOW_KEYS, None
-            while start <= high:
-                end = min(high, start + keys - 1)
-                chunk = _read_plain(cursor, plan, query, start, end) if plan is not None else None
-                if chunk is not None:
+    with adbc.connect(uri) as conn, contextlib.ExitStack() as cursors:
+        fast = cursors.enter_context(contextlib.closing(_cursor(conn, PLAIN_BATCH_ROWS)))
+        exact = None
+        plan = plain_plan(query, conn) if plain else None
+        start, keys, rows_per_key = low, FIRST_WINDOW_KEYS, None
+        while start <= high:
+            end = min(high, start + keys - 1)
+            chunk = _read_plain(fast, plan, query, start, end) if plan is not None else None
+            if chunk is not None:
+                yield chunk
+                read = chunk[2].read
+            else:
+                if plan is not None:  # a failed statement leaves its cursor in no known state
+                    fast = cursors.enter_context(contextlib.closing(_cursor(conn, PLAIN_BATCH_ROWS)))
+                if exact is None:
+                    exact = cursors.enter_context(contextlib.closing(_cursor(conn, ADBC_BATCH_ROWS)))
+                read = 0
+                for chunk in _read_exact(exact, query, start, end):
+                    read += chunk[2].read
                     yield chunk
-                    read = chunk[2].read
-                else:
-                    cursor.close()  # a failed statement leaves the cursor in no known state
-                    cursor = conn.cursor()
-                    cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(ADBC_BATCH_ROWS)})
-                    read = 0
-                    for exact in _read_exact(cursor, query, start, end):
-                        read += exact[2].read
-                        yield exact
-                if rows_per_key is None:
-                    rows_per_key = max(read, 1) / (end - start + 1)
-                    keys = max(1, int(WINDOW_ROWS / rows_per_key))
-                start = end + 1
-        finally:
-            cursor.close()
+            if rows_per_key is None:
+                rows_per_key = max(read, 1) / (end - start + 1)
+                keys = max(1, int(WINDOW_ROWS / rows_per_key))
+            start = end + 1
 
 
 # ----------------------------------------------------------------------------------------------
