@@ -3,6 +3,7 @@ igraph on one core, on the same planted-community graphs.
 
     .venv/bin/python bench/graph.py                    # 100K and 1M edges
     .venv/bin/python bench/graph.py 100000 1000000 5000000
+    .venv/bin/python bench/graph.py --real /work/shared/data/real/mackorone_playlist_tracks_2021-05-09.csv
 
 Each graph is generated once (numpy, fixed seed) and written as Parquet (src, dst, weight): vertices in
 communities of ``COMMUNITY``, mean degree ``DEGREE``, ``LOCAL_SHARE`` of the edges inside a community
@@ -26,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -170,11 +172,81 @@ def measure(spark: Any, base: Path, edges: int) -> dict[str, Any]:
     }
 
 
+def run_real(spark: Any, csv_path: Path, base: Path, artists_shown: int = 4) -> dict[str, Any]:
+    """The graph job (after cooccurrence, default settings) on real playlists: bronze tables built from the
+    mackorone CSV (playlist rows, tracks with their artist lists, artists; no popularity, genres or
+    features), so artist similarity, clusters and components run on real ids and real co-occurrence.
+    Reports the largest clusters (their most frequent playlist names and primary artists) and the
+    similar artists of each such cluster's most frequent artist."""
+    import csv
+    import shutil
+
+    from jobs.cooccurrence import job as cooccurrence
+    from jobs.graph import job as graph
+    from lib import delta
+    from lib.config import load_config
+    from lib.schemas import BRONZE, conform
+
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    root = base / "real"
+    shutil.rmtree(root, ignore_errors=True)
+    config = load_config(use_default_file=False, base_dir=root).with_overrides({
+        "paths.warehouse": str(root / "warehouse"), "paths.work": str(root / "work"), "spark.master": "local[2]"})
+    tracks = {r["track_id"]: r for r in rows}
+    artists = {a: n for r in rows for a, n in zip(r["artist_ids"].split(";"), r["artist_names"].split(";"))}
+    tables = {
+        "spotify_playlist_tracks": [(r["playlist_id"], int(r["position"]), r["track_id"], None) for r in rows],
+        "spotify_tracks": [(t, r["track_name"], r["album_id"], r["artist_ids"].split(";"), None, None, None, None,
+                            None, None, None) for t, r in tracks.items()],
+        "spotify_artists": [(a, n, None, None, []) for a, n in artists.items()],
+    }
+    for name, data in tables.items():
+        frame = conform(spark.createDataFrame(data, BRONZE[name]), "bronze", name)
+        delta.write(frame, delta.table_path(config.paths.warehouse, "bronze", name))
+    cooccurrence.run(spark, config)
+    result = graph.run(spark, config)
+    summary = result["metrics"]
+
+    def gold(name: str) -> Any:
+        return delta.read(spark, delta.table_path(config.paths.warehouse, "gold", name)).toPandas()
+
+    similar = gold("artist_similarity")
+    clusters = gold("track_clusters")
+    playlists_of_track: dict[str, set[str]] = {}
+    for r in rows:
+        playlists_of_track.setdefault(r["track_id"], set()).add(r["playlist_name"])
+    primary = {t: r["artist_ids"].split(";")[0] for t, r in tracks.items()}
+    largest = []
+    for _, members in sorted(clusters.groupby("cluster_id"), key=lambda kv: (-len(kv[1]), kv[0]))[:6]:
+        names = Counter(p for t in members["spotify_id"] for p in playlists_of_track[t])
+        by_artist = sorted(Counter(primary[t] for t in members["spotify_id"]).items(), key=lambda kv: (-kv[1], kv[0]))
+        largest.append({"tracks": len(members), "playlists": [n for n, _ in names.most_common(2)],
+                        "artists": [artists[a] for a, _ in by_artist[:3]], "top_artist": by_artist[0][0]})
+    neighbours = {
+        artists[c["top_artist"]]: [
+            f"{artists[b]} {score:.2f}" for b, score in similar[similar["artist_id"] == c["top_artist"]]
+            .sort_values("rank")[["similar_artist_id", "score"]].head(5).itertuples(index=False)]
+        for c in largest[:artists_shown]
+    }
+    return {
+        "playlist_rows": len(rows), "playlists_qualifying": summary["playlists_qualifying"],
+        "artists_kept": summary["artists_kept"], "artist_pairs_kept": summary["artist_pairs_kept"],
+        "artist_similarity_rows": result["outputs"]["gold/artist_similarity"]["rows"], "tracks": summary["tracks"],
+        "edges": summary["edges"], "clusters": summary["clusters"], "iterations": summary["iterations"],
+        "converged": summary["converged"], "changed_per_round": [r["changed"] for r in summary["label_propagation"]],
+        "largest_clusters": [{k: v for k, v in c.items() if k != "top_artist"} for c in largest],
+        "components": summary["components"],
+        "neighbours": neighbours, "seconds": result["seconds"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sizes", nargs="*", type=int, default=list(SIZES), help="edges per graph")
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "aria-bench", "graph"),
                         help="where generated graphs and checkpoints live (graphs kept between runs)")
+    parser.add_argument("--real", type=Path, help="instead: run the graph job on this mackorone playlist CSV")
     args = parser.parse_args(argv)
 
     from lib.config import load_config
@@ -183,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(args.dir)
     spark = build_session(load_config(use_default_file=False).with_overrides({"spark.master": "local[2]"}),
                           "bench-graph")
+    if args.real:
+        print(json.dumps(run_real(spark, args.real, base), indent=1, ensure_ascii=False))
+        spark.stop()
+        return 0
     started = time.perf_counter()
     measure(spark, base, WARMUP_EDGES)
     print(f"warm-up ({WARMUP_EDGES:,} edges, cold JVM): {time.perf_counter() - started:.1f} s", flush=True)

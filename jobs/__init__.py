@@ -10,6 +10,8 @@ JOBS: dict[str, tuple[str, str]] = {
     "xref": ("jobs.xref.job", "Spotify tracks -> MusicBrainz recordings (ISRC exact/normalized, metadata)"),
     "vectors": ("jobs.vectors.job", "13-dim audio vectors, tiers, facets, exact top-K neighbours"),
     "graph": ("jobs.graph.job", "artist similarity, track clusters and components, inferred artist genres"),
+    "publish": ("jobs.publish.job", "gold tables -> D1, Vectorize, KV, R2 (or local files), exactly once"),
+    "promote": ("jobs.promote.job", "tracks read often from the cold tier (track_access_log) -> Vectorize"),
     "report": ("jobs.report.job", "one self-contained HTML report of the warehouse and the run records"),
     "pipeline": ("jobs.pipeline.job", "sample (when missing) and every job above, in order"),
 }

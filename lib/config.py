@@ -180,9 +180,32 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                      ("audio", "hybrid")),
     },
     "publish": {
-        "target": _s("local", "where results go", ("local", "cloudflare")),
-        "local_dir": _p("data/publish", "output folder of the local target"),
-        "d1_max_bytes": _i(5_000_000_000, "D1 budget; the spec keeps the hot cache in 5 GB"),
+        "target": _s("local", "where results go: files under publish.local_dir, or the Cloudflare services",
+                     ("local", "cloudflare")),
+        "local_dir": _p("data/publish", "output folder of the local target (docs/publish-layout.md)"),
+        "dry_run": _b(False, "print the plan (rows, bytes, batches, requests, D1 fill, monthly cost) and change "
+                             "nothing"),
+        "d1_max_bytes": _i(5_000_000_000, "D1 budget (rows + indexes, estimated); the spec keeps the hot cache in "
+                           "5 GB; at most 10 GB (D1's limit per database)", minimum=1),
+        "d1_import_file_bytes": _i(100_000_000, "largest D1 import file; one task builds them in memory and imports "
+                                   "them one at a time (a database under import serves nothing else); at most 5 GB "
+                                   "(D1's limit)", minimum=100_000),
+        "vectorize_max_per_index": _i(10_000_000, "vectors per Vectorize index; above it the ids are sharded into "
+                                      "{index}-{n} (at most 10M, Vectorize's limit)", minimum=1),
+        "kv_prewarm": _i(10_000, "most popular tracks whose features, top similar and xref are pre-warmed in KV",
+                         minimum=0),
+        "r2_shard_bytes": _i(32 * 1024 * 1024, "largest R2 cold-tier SQLite shard (a Worker loads one whole shard "
+                             "into its 128 MB)", minimum=64 * 1024),
+        "r2_backup": _b(False, "also upload the original dump files in paths.spotify to R2 backup/ (multipart)"),
+        "progress_seconds": _f(30.0, "interval of the progress lines (batches done/total, rate, ETA) of long "
+                               "pushes", minimum=0.1),
+    },
+    "promote": {
+        "access_threshold": _i(3, "tracks read at least this often from the cold tier are promoted to Vectorize",
+                               minimum=1),
+        "batch_size": _i(1000, "tracks promoted per run, most accessed first", minimum=1),
+        "max_vectors": _i(20_000_000, "never let Vectorize hold more vectors than this (published + promoted)",
+                          minimum=0),
     },
     # The real services (publish.target = "cloudflare"). Secrets come from SECRETS, never from here.
     "cloudflare": {
@@ -190,7 +213,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                        "only for a stand-in on localhost)"),
         "account_id": _s("", "Cloudflare account id (required by publish.target = cloudflare)"),
         "d1_database_id": _s("", "D1 database id (uuid)"),
-        "vectorize_index": _s("aria-tracks", "Vectorize index name; shards are {index}-{n}"),
+        "vectorize_index": _s("spotify-audio", "Vectorize index name; shards are {index}-{n}"),
         "kv_namespace_id": _s("", "Workers KV namespace id"),
         "request_budget": _i(1000, "requests per 5 minutes this run may send, of the account's 1200 (the rest "
                              "is left to the dashboard, wrangler and the Workers' own API calls)", minimum=1),
@@ -478,6 +501,7 @@ def _check_relations(values: Mapping[str, Mapping[str, Any]]) -> None:
     for key in ("convergence_fraction", "min_genre_confidence"):
         if not graph[key] < 1.0:
             raise ConfigError(f"config key 'graph.{key}' must lie in [0, 1); got {graph[key]}")
+    _check_publish(values["publish"])
     for section in ("vectors",):
         for key in ("tier_a_min_popularity", "tier_b_min_popularity"):
             if not 0 <= values[section][key] <= 100:
@@ -511,6 +535,21 @@ def _check_cloudflare(values: Mapping[str, Mapping[str, Any]]) -> None:
     if r2["part_bytes"] > R2_MAX_PART_BYTES:
         raise ConfigError(f"config key 'r2.part_bytes' must be <= {R2_MAX_PART_BYTES} (5 GiB); "
                           f"got {r2['part_bytes']}")
+
+
+def _check_publish(pub: Mapping[str, Any]) -> None:
+    """The publish sizes may not exceed the documented limits they are budgets within."""
+    from lib.cloudflare import limits
+
+    ceilings = {
+        "d1_max_bytes": (limits.D1_MAX_DATABASE_BYTES, "D1's 10 GB per database"),
+        "d1_import_file_bytes": (limits.D1_MAX_IMPORT_FILE_BYTES, "D1's 5 GB per import file"),
+        "vectorize_max_per_index": (limits.VECTORIZE_MAX_VECTORS_PER_INDEX, "Vectorize's 10M vectors per index"),
+        "r2_shard_bytes": (limits.WORKER_MEMORY_BYTES // 2, "half a Worker's 128 MB, which loads the whole shard"),
+    }
+    for key, (ceiling, why) in ceilings.items():
+        if pub[key] > ceiling:
+            raise ConfigError(f"config key 'publish.{key}' ({pub[key]:,}) exceeds {ceiling:,} ({why})")
 
 
 def _load_file(path: Path) -> dict[str, Any]:

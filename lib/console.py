@@ -44,6 +44,7 @@ def render(summary: dict[str, Any]) -> str:
         lines += _table(("table", "reason", "rows"), left[:MAX_REASONS])
         if len(left) > MAX_REASONS:
             lines.append(f"  … {len(left) - MAX_REASONS} more reason(s) in the run record (--json)")
+    lines += (summary.get("metrics") or {}).get("plan") or []  # a job's own table (publish's dry-run plan)
     steps = summary.get("steps") or {}
     if steps and not jobs:
         lines.append("steps: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in steps.items()))

@@ -123,8 +123,10 @@ def check_location(uri: str) -> None:
                 raise DeltaLayerError(f"{parent}: is a file, not a folder (needed for the table {uri})")
         return
     entries = fs.get_file_info(pafs.FileSelector(path))
-    names = {entry.base_name for entry in entries}
-    if LOG_DIR not in names and names - {STAGING_DIR}:
+    # Names starting with "_" or "." are hidden from a Delta table by the protocol (staging, write-ahead
+    # records kept beside a table): only other entries make a folder without a log "data".
+    data = {entry.base_name for entry in entries if not entry.base_name.startswith(("_", "."))}
+    if LOG_DIR not in {entry.base_name for entry in entries} and data:
         raise DeltaLayerError(f"{uri}: the folder holds files but is not a Delta table (no {LOG_DIR}/)")
 
 

@@ -16,10 +16,14 @@ unweighted and keeps no convergence test, so it would give other communities).
   pair swaps labels every round), so each vertex also votes for its current label with the weight of
   its weakest edge: the pair settles on the smaller label in one round. (In a one-off comparison on
   planted graphs of 8 × 60 vertices, voting with the strongest edge instead made vertices so sticky
-  that NMI fell to 0.59–0.70 on the sparse ones, where the weakest edge gives 0.78–0.995.) Weights are summed
-  as fixed-point integers (``WEIGHT_UNITS`` per unit), so a sum never depends on the order Spark adds in and equal sums
-  are exactly equal: the result is the same for any partitioning. Stops after ``maxIter`` rounds or when
-  fewer than ``convergenceFraction`` of the vertices changed label (none changed, with 0).
+  that NMI fell to 0.59–0.70 on the sparse ones, where the weakest edge gives 0.78–0.995.) Strongly
+  tied vertices can still swap labels back and forth; a vertex whose winner is the label it held the
+  round before last takes the smaller of that and its current label instead (on the real playlists of
+  bench/graph.py --real, 11 tracks kept flipping through round 20 without this; with it the run
+  converges in 17 rounds). Weights are summed as fixed-point integers (``WEIGHT_UNITS`` per unit), so a
+  sum never depends on the order Spark adds in and equal sums are exactly equal: the result is the same
+  for any partitioning. Stops after ``maxIter`` rounds or when fewer than ``convergenceFraction`` of the
+  vertices changed label (none changed, with 0).
 - ``connectedComponents``: the large-star / small-star rounds of Kiveris et al., "Connected Components in
   MapReduce and Beyond" (SoCC 2014), which GraphFrames implements: O(log² n) rounds where the min-label
   (hash-min) iteration needs as many rounds as the graph's diameter. ``component`` = the smallest vertex
@@ -45,6 +49,7 @@ from pyspark.sql import functions as F
 
 from lib.delta import filesystem
 from lib.spark import observed_counts
+from lib.workdir import CODEC
 
 # Fixed-point weights: 1e-9 resolution; weights up to MAX_WEIGHT keep any vertex's sum far inside a long.
 WEIGHT_UNITS = 1_000_000_000
@@ -70,7 +75,7 @@ class Checkpoints:
 
     def save(self, frame: DataFrame, name: str, step: int) -> DataFrame:
         relative = posixpath.join(name, f"{step:05d}")
-        frame.write.mode("overwrite").option("compression", "lz4_raw").parquet(posixpath.join(self.root, relative))
+        frame.write.mode("overwrite").option("compression", CODEC).parquet(posixpath.join(self.root, relative))
         saved = frame.sparkSession.read.schema(frame.schema).parquet(posixpath.join(self.root, relative))
         previous = self._latest.get(name)
         if previous is not None:
@@ -173,6 +178,7 @@ class Graph:
             start.select(
                 "id",
                 F.col("id").alias("label"),
+                F.col("id").alias("earlier_label"),
                 F.lit(0).alias("iteration"),
                 F.coalesce("own_weight", F.lit(0).cast("long")).alias("own_weight"),
             ).observe(counted, F.count(F.lit(1)).alias("vertices")),
@@ -251,16 +257,18 @@ class Graph:
 
 
 def _propagate(state: DataFrame, arcs: DataFrame, iteration: int, broadcast: bool, partitions: int) -> DataFrame:
-    """One synchronous round: (id, label, iteration, own_weight, changed).
+    """One synchronous round: (id, label, earlier_label, iteration, own_weight, changed).
 
     Messages (aggregateMessages): along each arc the source's label goes to the destination with the arc's
     weight; each vertex adds its own vote (current label, weakest edge's weight, and its bookkeeping
     columns, which only that row carries). Votes are summed per (vertex, label); the winner is the
-    largest sum, then the smallest label (max of (sum, −label)).
+    largest sum, then the smallest label (max of (sum, −label)). A winner that is the label the vertex
+    held the round before last (a period-2 flip: two strongly tied vertices swapping labels) becomes the
+    smaller of it and the current label, so both ends of the swap settle on the same label.
 
     With ``broadcast`` the arcs are partitioned by destination: the labels are broadcast to them and the
     own votes repartitioned the same way, so both sums run where the arcs are and a round moves only the
-    vertex table (measured at 1M edges: ~35 MB of shuffle per round without, see docs/benchmarks.md).
+    vertex table (docs/benchmarks.md: ~2 MB instead of ~38 MB of shuffle per round at 1M edges).
     Without it (more vertices than fit a broadcast) the labels are shuffled to the arcs, partitioned by
     source, and the votes are shuffled to their destinations.
     """
@@ -274,28 +282,39 @@ def _propagate(state: DataFrame, arcs: DataFrame, iteration: int, broadcast: boo
         "label",
         F.col("weight").alias("votes"),
         F.lit(None).cast("int").alias("own_iteration"),
+        F.lit(None).cast("long").alias("own_earlier"),
         F.lit(None).cast("long").alias("own_weight"),
     )
     own_votes = state.select(
-        "id", "label", F.col("own_weight").alias("votes"), F.col("iteration").alias("own_iteration"), "own_weight"
+        "id",
+        "label",
+        F.col("own_weight").alias("votes"),
+        F.col("iteration").alias("own_iteration"),
+        F.col("earlier_label").alias("own_earlier"),
+        "own_weight",
     )
     tallies = neighbour_votes.unionByName(own_votes).groupBy("id", "label").agg(
         F.sum("votes").alias("votes"),
         F.max("own_iteration").alias("own_iteration"),
+        F.max("own_earlier").alias("own_earlier"),
         F.max("own_weight").alias("own_weight"),
     )
     best = tallies.groupBy("id").agg(
         F.max(F.struct("votes", (-F.col("label")).alias("negated_label"))).alias("best"),
-        F.max(F.when(F.col("own_iteration").isNotNull(), F.col("label"))).alias("previous"),
-        F.max("own_iteration").alias("previous_iteration"),
+        F.max(F.when(F.col("own_iteration").isNotNull(), F.col("label"))).alias("current"),
+        F.max("own_earlier").alias("earlier"),
+        F.max("own_iteration").alias("current_iteration"),
         F.max("own_weight").alias("own_weight"),
     )
-    label = -F.col("best.negated_label")
-    changed = label != F.col("previous")
+    winner = -F.col("best.negated_label")
+    flips_back = (winner != F.col("current")) & (winner == F.col("earlier"))
+    label = F.when(flips_back, F.least(winner, F.col("current"))).otherwise(winner)
+    changed = label != F.col("current")
     return best.select(
         "id",
         label.alias("label"),
-        F.when(changed, F.lit(iteration)).otherwise(F.col("previous_iteration")).alias("iteration"),
+        F.col("current").alias("earlier_label"),
+        F.when(changed, F.lit(iteration)).otherwise(F.col("current_iteration")).alias("iteration"),
         "own_weight",
         changed.alias("changed"),
     )

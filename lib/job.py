@@ -6,7 +6,8 @@ What the frame does, so that no job does it by hand:
    and column exists (an ``InputError`` names them), and the input versions are pinned — the job reads exactly
    those versions however long it runs, and they go into the summary.
 2. Runs the body with a ``Run``: ``input`` (pinned reads), ``step`` (resumable: a marker per finished step
-   under ``paths.work/<job>/<fingerprint>``, the fingerprint covering input versions and config), ``timed``
+   under ``paths.work/<job>/<fingerprint>``, the fingerprint covering input versions and config; a step's
+   intermediate table goes there with ``save_work`` and comes back with ``read_work``), ``timed``
    (wall time and Spark stage metrics per step), ``write`` (conform to the contract and stage), ``left_out``,
    ``note`` and ``metrics`` (job-specific figures).
 3. Commits every staged output together at the end, in the order of ``outputs``, or aborts them all; the
@@ -24,7 +25,7 @@ import json
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from lib.config import Config
 from lib.errors import InputError, JobError
 from lib.log import get_logger
 from lib.schemas import conform, contract
-from lib.workdir import WorkDir
+from lib.workdir import CODEC, WorkDir
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -66,7 +67,12 @@ class JobSpec:
     uses_warehouse: bool = True
     # Files read besides tables: {"file:<path>": fingerprint}, compared like input versions by the skip.
     sources: Callable[[Config], dict[str, str]] | None = None
-    skippable: bool = True  # skipped when inputs, config and code equal those of its last successful run
+    # Skipped when inputs, config and code equal those of its last successful run (a callable: per config,
+    # e.g. never for a dry run, whose point is its output).
+    skippable: bool | Callable[[Config], bool] = True
+
+    def is_skippable(self, config: Config) -> bool:
+        return self.skippable(config) if callable(self.skippable) else self.skippable
 
 
 def split_table(table: str) -> tuple[str, str]:
@@ -97,6 +103,7 @@ class Run:
     steps: dict[str, float] = field(default_factory=dict)
     step_detail: dict[str, Any] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
+    recorded: dict[str, dict[str, int | None]] = field(default_factory=dict)
     _work: WorkDir | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -172,6 +179,18 @@ class Run:
         self.work.mark_done(name, metrics)
         return metrics
 
+    def save_work(self, step: str, frame: DataFrame) -> None:
+        """Write a step's intermediate table (Parquet) into the work folder: later steps read it, and so does a
+        resumed run that skips the step."""
+        frame.write.mode("overwrite").option("compression", CODEC).parquet(self.work.path(step, "data"))
+
+    def read_work(self, steps: str | Sequence[str], ddl: str) -> DataFrame:
+        """The table saved by a step (several steps' tables as one frame), read with its schema given, so a
+        resumed run sees the same types and Spark does not infer them."""
+        assert self.spark is not None
+        names = [steps] if isinstance(steps, str) else list(steps)
+        return self.spark.read.schema(ddl).parquet(*(self.work.path(name, "data") for name in names))
+
     # -- outputs --------------------------------------------------------------------------------
 
     def _output(self, table: str) -> str:
@@ -200,6 +219,12 @@ class Run:
         log.info("%s: staged %s (%d rows)", self.spec.name, table, staged.rows)
         return staged
 
+    def committed(self, table: str, version: int | None, rows: int | None = None) -> None:
+        """An output the job commits by its own protocol (bookkeeping such as publish's state, written as it
+        goes): its version goes into the summary like a staged output's, so the skip can check it."""
+        self._output(table)
+        self.recorded[table] = {"version": version, "rows": rows}
+
     def read_staged(self, table: str) -> DataFrame:
         assert self.spark is not None
         return delta.read_staged(self.spark, self.staged[table])
@@ -218,12 +243,15 @@ class Run:
 
     def commit(self) -> dict[str, dict[str, int | None]]:
         order = [t for t in self.spec.outputs if t in self.staged]
-        missing = [t for t in self.spec.outputs if t not in self.staged]
+        missing = [t for t in self.spec.outputs if t not in self.staged and t not in self.recorded]
         if missing:
             raise JobError(f"job {self.spec.name} finished without staging {', '.join(missing)}")
-        with self.timed("commit"):
-            versions = delta.commit_all([self.staged[t] for t in order])
-        return {t: {"version": v, "rows": self.staged[t].rows} for t, v in zip(order, versions)}
+        written: dict[str, dict[str, int | None]] = {}
+        if order:
+            with self.timed("commit"):
+                versions = delta.commit_all([self.staged[t] for t in order])
+            written = {t: {"version": v, "rows": self.staged[t].rows} for t, v in zip(order, versions)}
+        return {t: written.get(t) or self.recorded[t] for t in self.spec.outputs}
 
     def abort(self) -> None:
         delta.abort_all(self.staged.values())
@@ -285,7 +313,7 @@ def execute(spec: JobSpec, spark: SparkSession | None, config: Config, record: b
         previous = unchanged_since(spec, config, summary) if config.runs.skip_unchanged else None
         if previous is not None:
             return _skipped(spec, config, summary, previous, clock, record)
-        if spec.skippable and not config.runs.skip_unchanged:
+        if spec.is_skippable(config) and not config.runs.skip_unchanged:
             run.metrics["forced"] = True
         spec.body(run)
         summary["outputs"] = run.commit()
@@ -324,7 +352,7 @@ def _finish(run: Run, summary: dict[str, Any], clock: float, record: bool) -> No
 def unchanged_since(spec: JobSpec, config: Config, summary: dict[str, Any]) -> dict[str, Any] | None:
     """The job's last successful run when nothing it depends on changed since: the same input versions and
     source fingerprints, config hash and code version, and every output still at the version that run wrote."""
-    if not spec.skippable:
+    if not spec.is_skippable(config):
         return None
     from lib import runs
 

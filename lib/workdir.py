@@ -18,6 +18,9 @@ import pyarrow.fs as pafs
 from lib.delta import filesystem
 
 MARKER = "_done.json"
+# Scratch Parquet (step outputs, round checkpoints) is read once or twice and then deleted: a fast codec
+# beats a small one.
+CODEC = "lz4_raw"
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

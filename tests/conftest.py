@@ -1,5 +1,5 @@
-"""One SparkSession for the whole test session (UI off, two shuffle partitions), and a Config whose
-paths point into each test's own temporary folder."""
+"""One SparkSession for the whole test session (UI off, two shuffle partitions, the test JVM options of
+tests/support/cli.py), and a Config whose paths point into each test's own temporary folder."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from lib.config import Config, load_config
 from lib.spark import TEST_CONF, build_session
+from tests.support.cli import TEST_JAVA_OPTIONS
 from tests.support.configs import make_config
+
+if TYPE_CHECKING:
+    from tests.support.warehouse import PipelineRun
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +26,8 @@ def spark() -> Iterator[object]:
     base = load_config(use_default_file=False).with_overrides(
         {"spark.master": "local[2]", "spark.driver_memory": "2g", "spark.log_level": "ERROR"}
     )
-    session = build_session(base, "aria-tests", extra_conf=TEST_CONF)
+    session = build_session(base, "aria-tests",
+                            extra_conf={**TEST_CONF, "spark.driver.extraJavaOptions": TEST_JAVA_OPTIONS})
     yield session
     session.stop()
 
@@ -33,11 +39,34 @@ def config(tmp_path: Path) -> Config:
 
 
 @pytest.fixture(scope="session")
-def sample_warehouse(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """A tiny warehouse built once per session by the real jobs (tests/support/warehouse.py)."""
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """``./spark-submit.sh pipeline`` once per session on a tiny sample, and a snapshot of its folder
+    (tests/support/warehouse.py)."""
     from tests.support import warehouse
 
-    return warehouse.build(spark, tmp_path_factory.mktemp("sample-warehouse"))
+    return warehouse.run_pipeline(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(spark: object, pipeline_run: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """A copy of the pipeline's warehouse with a second audio_vectors version (tests/support/warehouse.py)."""
+    from tests.support import warehouse
+
+    return warehouse.build(spark, pipeline_run, tmp_path_factory.mktemp("sample-warehouse"))
+
+
+@pytest.fixture(scope="session")
+def real_ingest(spark: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, object, dict, Path]:
+    """ingest once per session on the real-layout dump of tests/support/real_dump.py and the real MusicBrainz
+    fixture: (config, what the dump expects, the ingest metrics, its folder). Read it; a test that needs to
+    change the dump or the warehouse copies them (shutil.copytree) first."""
+    from jobs.ingest import job as ingest
+    from tests.support.real_dump import MB_FIXTURE, build_real_dump
+
+    base = tmp_path_factory.mktemp("ingest")
+    expected = build_real_dump(base / "spotify")
+    cfg = make_config(base, paths__musicbrainz=str(MB_FIXTURE), ingest__rows_per_task=100)
+    return cfg, expected, ingest.run(spark, cfg)["metrics"], base
 
 
 # Cloudflare stand-in and moto S3 fixtures (cloudflare_standin, cloudflare_config, moto_endpoint, r2_bucket, …).

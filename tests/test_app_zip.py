@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.cli import spark_submit
 
 PROBE = """
 import importlib, sys
@@ -23,10 +22,7 @@ print(len(words.titles), vocab.__file__)
 
 
 def app_zip() -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
-    env.setdefault("ARIA_VENV", sys.prefix)  # the environment running the tests, not a fresh .venv
-    result = subprocess.run([str(ROOT / "spark-submit.sh"), "sample", "--print-command"], capture_output=True,
-                            text=True, cwd=ROOT, env=env, timeout=120)
+    result = spark_submit("sample", "--print-command", timeout=120)
     assert result.returncode == 0, result.stderr
     command = result.stdout.split()
     return command[command.index("--py-files") + 1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -12,14 +11,11 @@ import pytest
 
 from jobs import JOBS
 from lib import delta
-
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = str(ROOT / "spark-submit.sh")
+from tests.support.cli import spark_submit
 
 
-def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
-    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=timeout)
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return spark_submit(*args, cwd=cwd, timeout=300)
 
 
 def test_help_lists_every_job():

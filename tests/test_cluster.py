@@ -24,6 +24,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from tests.support import publish_checks as checks
+
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,11 +115,18 @@ def runs(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     data = base / "cluster" / "data"
     local = submit(base / "local", "local[2]", f"paths.spotify={data}/spotify", f"paths.musicbrainz={data}/musicbrainz")
     assert local.returncode == 0, f"pipeline on local[2] failed:\n{tail(local)}"
-    return {"cluster": data / "warehouse", "local": base / "local" / "data" / "warehouse", "events": events}
+    return {"cluster": data / "warehouse", "local": base / "local" / "data" / "warehouse", "events": events,
+            "cluster_publish": data / "publish", "local_publish": base / "local" / "data" / "publish",
+            "cluster_report": data / "report", "local_report": base / "local" / "data" / "report"}
+
+
+# Bookkeeping, not results: run records and the publish ledger/state (keyed by the target's folder and run).
+BOOKKEEPING = ("_runs", "_publish_ledger", "_publish_state")
 
 
 def tables(warehouse: Path, layer: str) -> list[str]:
-    return sorted(p.name for p in (warehouse / layer).iterdir() if (p / "_delta_log").is_dir() and p.name != "_runs")
+    return sorted(p.name for p in (warehouse / layer).iterdir()
+                  if (p / "_delta_log").is_dir() and p.name not in BOOKKEEPING)
 
 
 def sorted_rows(path: Path, drop: tuple[str, ...]) -> pa.Table:
@@ -195,3 +204,23 @@ def test_tasks_ran_in_executors_the_workers_launched(runs: dict[str, Path], clus
         folders = list(cluster.state.glob(f"worker-*/work/{app_id}/{executor}"))
         assert len(folders) == 1, f"executor {executor} of {app_id} has no folder in a worker's work dir"
         assert (folders[0] / "aria-app.zip").is_file(), "the executor did not fetch the --py-files zip"
+
+
+def test_published_output_equals_the_local_run(runs: dict[str, Path]):
+    """The local publish target written by executor tasks on the cluster holds what the local[2] run's holds:
+    the D1 tables, the Vectorize records, the KV items and the R2 shard rows (the manifest but its time)."""
+    cluster, local = str(runs["cluster_publish"]), str(runs["local_publish"])
+    assert checks.d1_tables(os.path.join(cluster, "d1.sqlite")) == checks.d1_tables(os.path.join(local, "d1.sqlite"))
+    assert checks.vectorize_contents(cluster) == checks.vectorize_contents(local)
+    assert checks.kv_contents(cluster) == checks.kv_contents(local)
+    (cluster_manifest, cluster_rows, _), (local_manifest, local_rows, _) = (checks.r2_contents(cluster),
+                                                                         checks.r2_contents(local))
+    assert cluster_rows == local_rows and cluster_rows
+
+    def shard_ranges(manifest: dict) -> list[tuple]:
+        return [(s["first_id"], s["last_id"], s["rows"]) for s in manifest["shards"]]
+
+    assert shard_ranges(cluster_manifest) == shard_ranges(local_manifest)
+    assert cluster_manifest["vectorize"] == local_manifest["vectorize"]
+    for report in (runs["cluster_report"], runs["local_report"]):
+        assert (report / "report.html").stat().st_size > 0

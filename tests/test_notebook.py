@@ -9,6 +9,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from tests.support.cli import TEST_JAVA_OPTIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "inspect_outputs.ipynb"
 ARTIFACTS = ROOT / "build" / "test-artifacts"
@@ -32,6 +34,7 @@ def test_notebook_runs_against_the_sample_warehouse(sample_warehouse, monkeypatc
     monkeypatch.setenv("ARIA_WORK", sample_warehouse.paths.work)
     monkeypatch.setenv("ARIA_SPARK_MASTER", "local[1]")
     monkeypatch.delenv("ARIA_CONF", raising=False)
+    monkeypatch.setenv("SPARK_SUBMIT_OPTS", TEST_JAVA_OPTIONS)  # the kernel's Spark JVM, as the session's
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(notebook, kernel_name="python3", timeout=600,
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}})

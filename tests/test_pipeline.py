@@ -1,67 +1,58 @@
 """The pipeline as users run it: ./spark-submit.sh pipeline twice on a tiny sample — the second run skips every job
 (same inputs, source files, config and code), `runs` shows the history, `--force --only` reruns one job, and a
-changed source file makes ingest run again."""
+changed source file makes ingest run again. The first run is the session's shared one (tests/support/warehouse.py);
+this test goes on in its folder."""
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-from pathlib import Path
 
 from deltalake import DeltaTable
 
 from jobs.pipeline.job import ORDER
 from lib import delta
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
-    paths = [f"--set=paths.{key}={tmp_path / key}" for key in ("spotify", "musicbrainz", "warehouse", "work")]
-    return subprocess.run([str(ROOT / "spark-submit.sh"), *args, *paths, "--set=spark.master=local[2]",
-                           "--set=spark.shuffle_partitions=2", "--set=sample.tracks=400"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+from tests.support.warehouse import pipeline_cli
 
 
-def test_second_pipeline_skips_everything_and_force_reruns(tmp_path):
-    first = cli(tmp_path, "pipeline", "--json")
+def test_second_pipeline_skips_everything_and_force_reruns(pipeline_run):
+    base = pipeline_run.base
+    first = pipeline_run.result
     assert first.returncode == 0, first.stderr[-3000:]
     jobs = json.loads(first.stdout)["metrics"]["jobs"]
     assert list(jobs) == ["sample", *[j for j in ORDER if j in jobs]]
     assert {j["status"] for j in jobs.values()} == {"succeeded"}
-    versions = {uri: delta.version(uri) for uri in delta.find_tables(str(tmp_path / "warehouse"))}
+    versions = {uri: delta.version(uri) for uri in delta.find_tables(str(base / "warehouse"))}
 
-    second = cli(tmp_path, "pipeline")
+    second = pipeline_cli(base, "pipeline")
     assert second.returncode == 0, second.stderr[-3000:]
     table = second.stdout.splitlines()
     assert table[0].startswith("pipeline succeeded")
     skipped = [line.split()[0] for line in table if " skipped " in f" {line} "]
     assert skipped == [j for j in ORDER if j in jobs]  # every job, and no sample: the dump is there now
-    after = {uri: delta.version(uri) for uri in delta.find_tables(str(tmp_path / "warehouse"))}
+    after = {uri: delta.version(uri) for uri in delta.find_tables(str(base / "warehouse"))}
     assert {u: v for u, v in after.items() if not u.endswith("_runs")} == \
         {u: v for u, v in versions.items() if not u.endswith("_runs")}
 
-    forced = cli(tmp_path, "pipeline", "--force", "--only", "xref", "--json")
+    # vectors: the quickest job to force (it reruns alone; its inputs are unchanged)
+    forced = pipeline_cli(base, "pipeline", "--force", "--only", "vectors", "--json")
     assert forced.returncode == 0, forced.stderr[-3000:]
-    assert list(json.loads(forced.stdout)["metrics"]["jobs"]) == ["xref"]
-    xref_uri = delta.table_path(str(tmp_path / "warehouse"), "gold", "spotify_mbid_xref")
-    assert delta.version(xref_uri) == versions[xref_uri] + 1
+    assert list(json.loads(forced.stdout)["metrics"]["jobs"]) == ["vectors"]
+    vectors_uri = delta.table_path(str(base / "warehouse"), "gold", "audio_vectors")
+    assert delta.version(vectors_uri) == versions[vectors_uri] + 1
 
-    history = cli(tmp_path, "runs", "--job", "xref")
+    history = pipeline_cli(base, "runs", "--job", "vectors")
     assert history.returncode == 0
     statuses = [line.split()[1] for line in history.stdout.splitlines()[1:]]
     assert statuses == ["succeeded", "skipped", "succeeded"]
     assert history.stdout.splitlines()[-1].rstrip().endswith("forced")
 
     # A changed source file (a write transaction bumps SQLite's change counter) makes ingest run again.
-    with sqlite3.connect(tmp_path / "spotify" / "spotify_clean_playlists.sqlite3") as db:
+    with sqlite3.connect(base / "spotify" / "spotify_clean_playlists.sqlite3") as db:
         db.execute("UPDATE playlists SET name = name || ' (edited)' WHERE rowid = 1")
-    again = cli(tmp_path, "pipeline", "--only", "ingest", "--json")
+    again = pipeline_cli(base, "pipeline", "--only", "ingest", "--json")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["metrics"]["jobs"]["ingest"]["status"] == "succeeded"
-    playlists = delta.table_path(str(tmp_path / "warehouse"), "bronze", "spotify_playlists")
+    playlists = delta.table_path(str(base / "warehouse"), "bronze", "spotify_playlists")
     names = DeltaTable(playlists).to_pyarrow_table().column("name").to_pylist()
     assert sum(1 for n in names if n and n.endswith(" (edited)")) == 1

@@ -43,8 +43,6 @@ PAIRS_PER_TASK = 8_000_000
 # Dictionary ids are int32 and pairs are packed as two of them into an int64 (kernels.pack).
 MAX_TRACK_IDS = 2**31 - 1
 
-WORK_CODEC = "lz4_raw"
-
 PLAYLISTS_DDL = "pid long, tracks array<string>"
 DICTIONARY_DDL = "tid int, track_id string, playlist_count long"
 SUMMARY_COUNTS = ("input_rows", "rows_without_ids", "playlists_qualifying", "playlist_tracks_qualifying", "tracks",
@@ -71,16 +69,8 @@ class Steps:
     def __init__(self, run: Run) -> None:
         assert run.spark is not None
         self.run = run
-        self.spark = run.spark
         self.co = run.config.cooccurrence
         self.broadcast = bool(self.co.broadcast_dictionary)
-
-    def read(self, step: str, ddl: str) -> DataFrame:
-        return self.spark.read.schema(ddl).parquet(self.run.work.path(step, "data"))
-
-    def write(self, frame: DataFrame, step: str) -> None:
-        # Scratch files are read once or twice and then deleted: a fast codec beats a small one.
-        frame.write.mode("overwrite").option("compression", WORK_CODEC).parquet(self.run.work.path(step, "data"))
 
     def playlists(self) -> dict[str, Any]:
         """Qualifying playlists as (pid, distinct tracks); pid is a per-run unique long."""
@@ -97,7 +87,7 @@ class Steps:
             F.coalesce(F.sum(size), F.lit(0)).alias("playlist_tracks_qualifying"),
             F.coalesce(F.sum(size * (size - 1) / 2).cast("long"), F.lit(0)).alias("pairs_unpruned"),
         )
-        self.write(playlists.select(F.monotonically_increasing_id().alias("pid"), "tracks"), "playlists")
+        self.run.save_work("playlists", playlists.select(F.monotonically_increasing_id().alias("pid"), "tracks"))
         return _metrics(
             ("input_rows", "rows_without_ids", "playlists_qualifying", "playlist_tracks_qualifying", "pairs_unpruned"),
             source, sets,
@@ -105,12 +95,12 @@ class Steps:
 
     def dictionary(self) -> dict[str, Any]:
         tracks = Observation("cooccurrence_tracks")
-        marginals = transforms.track_marginals(self.read("playlists", PLAYLISTS_DDL)).observe(
+        marginals = transforms.track_marginals(self.run.read_work("playlists", PLAYLISTS_DDL)).observe(
             tracks,
             F.count(F.lit(1)).alias("tracks"),
             F.count_if(F.col("playlist_count") >= self.co.min_cooccurrence).alias("tracks_kept"),
         )
-        self.write(transforms.track_dictionary(marginals, self.co.min_cooccurrence), "dictionary")
+        self.run.save_work("dictionary", transforms.track_dictionary(marginals, self.co.min_cooccurrence))
         metrics = _metrics(("tracks", "tracks_kept"), tracks)
         if metrics["tracks_kept"] > MAX_TRACK_IDS:
             raise JobError(f"cooccurrence: {metrics['tracks_kept']} kept tracks exceed the int32 dictionary")
@@ -119,12 +109,13 @@ class Steps:
     def counts(self, chunk: int, partitions: int) -> dict[str, Any]:
         """Pair counts of one chunk of the playlists (all of them when chunks = 1)."""
         chunks = int(self.co.chunks)
-        playlists = self.read("playlists", PLAYLISTS_DDL)
+        playlists = self.run.read_work("playlists", PLAYLISTS_DDL)
         if chunks > 1:
             playlists = playlists.where(F.pmod(F.xxhash64("pid"), F.lit(chunks)) == chunk)
         generated = Observation(f"cooccurrence_generated_{chunk}")
         counted = Observation(f"cooccurrence_counted_{chunk}")
-        encoded = transforms.encode_playlists(playlists, self.read("dictionary", DICTIONARY_DDL), self.broadcast)
+        dictionary = self.run.read_work("dictionary", DICTIONARY_DDL)
+        encoded = transforms.encode_playlists(playlists, dictionary, self.broadcast)
         tails = transforms.pair_tails(encoded).observe(
             generated, F.coalesce(F.sum(F.size("later").cast("long")), F.lit(0)).alias("pairs_generated")
         )
@@ -133,25 +124,25 @@ class Steps:
         counts = transforms.count_pairs(tails, threshold, partitions).observe(
             counted, F.count(F.lit(1)).alias("pair_counts")
         )
-        self.write(counts, chunk_step(chunk))
+        self.run.save_work(chunk_step(chunk), counts)
         return {**_metrics(("pairs_generated", "pair_counts"), generated, counted), "partitions": partitions}
 
     def combined(self, partitions: int) -> dict[str, Any]:
         """chunks > 1: the chunks' partial counts summed, totals ≥ min_cooccurrence kept."""
-        paths = [self.run.work.path(chunk_step(chunk), "data") for chunk in range(int(self.co.chunks))]
-        partials = self.spark.read.schema(kernels.PAIR_COUNT_DDL).parquet(*paths)
+        chunks = [chunk_step(chunk) for chunk in range(int(self.co.chunks))]
+        partials = self.run.read_work(chunks, kernels.PAIR_COUNT_DDL)
         kept = Observation("cooccurrence_kept")
         totals = transforms.combine_pair_counts(partials, self.co.min_cooccurrence, partitions)
-        self.write(totals.observe(kept, F.count(F.lit(1)).alias("pairs_kept")), "combined")
+        self.run.save_work("combined", totals.observe(kept, F.count(F.lit(1)).alias("pairs_kept")))
         return _metrics(("pairs_kept",), kept)
 
     def final_counts(self) -> DataFrame:
         step = chunk_step(0) if int(self.co.chunks) == 1 else "combined"
-        return self.read(step, kernels.PAIR_COUNT_DDL)
+        return self.run.read_work(step, kernels.PAIR_COUNT_DDL)
 
     def publish(self, playlists_total: int) -> None:
         """Stage both gold tables: metrics and top-K on int ids, then decoded to string ids."""
-        dictionary = self.read("dictionary", DICTIONARY_DDL)
+        dictionary = self.run.read_work("dictionary", DICTIONARY_DDL)
         scored = transforms.pair_scores(
             transforms.with_marginals(self.final_counts(), dictionary, self.broadcast), F.lit(playlists_total)
         )

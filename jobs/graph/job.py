@@ -66,7 +66,6 @@ class Steps:
     def __init__(self, run: Run) -> None:
         assert run.spark is not None
         self.run = run
-        self.spark = run.spark
         self.g = run.config.graph
         self.co = run.config.cooccurrence
         self.broadcast = bool(self.co.broadcast_dictionary)
@@ -75,14 +74,8 @@ class Steps:
     def input(self, table: str) -> DataFrame:
         return self.run.input(table)
 
-    def read(self, step: str, ddl: str) -> DataFrame:
-        return self.spark.read.schema(ddl).parquet(self.run.work.path(step, "data"))
-
-    def write(self, frame: DataFrame, step: str) -> None:
-        frame.write.mode("overwrite").option("compression", "lz4_raw").parquet(self.run.work.path(step, "data"))
-
     def graph(self, name: str) -> Graph:
-        edges = self.read("track_graph/edges", EDGES_DDL)
+        edges = self.run.read_work("track_graph/edges", EDGES_DDL)
         return Graph(
             None, edges, self.run.work.path("checkpoints", name), self.partitions,
             phase=self.run.timed, broadcast_vertices=int(self.g.broadcast_max_vertices),
@@ -97,22 +90,22 @@ class Steps:
         sets = transforms.playlist_artist_sets(rows, primary, self.co.min_playlist_size, self.co.max_playlist_size)
         observed = Observation("graph_artist_sets")
         size = F.size("tracks").cast("long")
-        self.write(sets.observe(
+        self.run.save_work("artist_sets", sets.observe(
             observed,
             F.count(F.lit(1)).alias("playlists_qualifying"),
             F.coalesce(F.sum(size * (size - 1) / 2).cast("long"), F.lit(0)).alias("artist_pairs_unpruned"),
-        ), "artist_sets")
+        ))
         return observed_counts(observed, ("playlists_qualifying", "artist_pairs_unpruned"))
 
     def artist_dictionary(self) -> dict[str, Any]:
         observed = Observation("graph_artists")
         minimum = self.g.artist_min_cooccurrence
-        marginals = pairs.track_marginals(self.read("artist_sets", SETS_DDL)).observe(
+        marginals = pairs.track_marginals(self.run.read_work("artist_sets", SETS_DDL)).observe(
             observed,
             F.count(F.lit(1)).alias("artists_in_playlists"),
             F.count_if(F.col("playlist_count") >= minimum).alias("artists_kept"),
         )
-        self.write(pairs.track_dictionary(marginals, minimum), "artist_dictionary")
+        self.run.save_work("artist_dictionary", pairs.track_dictionary(marginals, minimum))
         metrics = observed_counts(observed, ("artists_in_playlists", "artists_kept"))
         if metrics["artists_kept"] > MAX_TRACK_IDS:
             raise JobError(f"graph: {metrics['artists_kept']} kept artists exceed the int32 dictionary")
@@ -121,44 +114,47 @@ class Steps:
     def artist_pairs(self, partitions: int) -> dict[str, Any]:
         generated, counted = Observation("graph_artist_tails"), Observation("graph_artist_pairs")
         tails = transforms.artist_pair_tails(
-            self.read("artist_sets", SETS_DDL), self.read("artist_dictionary", DICTIONARY_DDL), self.broadcast
+            self.run.read_work("artist_sets", SETS_DDL), self.run.read_work("artist_dictionary", DICTIONARY_DDL),
+            self.broadcast,
         ).observe(generated, F.coalesce(F.sum(F.size("later").cast("long")), F.lit(0)).alias("artist_pairs_generated"))
         counts = pairs.count_pairs(tails, self.g.artist_min_cooccurrence, partitions)
-        self.write(counts.observe(counted, F.count(F.lit(1)).alias("artist_pairs_kept")), "artist_pairs")
+        self.run.save_work("artist_pairs", counts.observe(counted, F.count(F.lit(1)).alias("artist_pairs_kept")))
         return {**observed_counts(generated, ("artist_pairs_generated",)),
                 **observed_counts(counted, ("artist_pairs_kept",)), "artist_pair_partitions": partitions}
 
     def artist_neighbours(self, playlists_total: int) -> dict[str, Any]:
         observed = Observation("graph_artist_neighbours")
         neighbours = transforms.artist_neighbours(
-            self.read("artist_pairs", kernels.PAIR_COUNT_DDL), self.read("artist_dictionary", DICTIONARY_DDL),
+            self.run.read_work("artist_pairs", kernels.PAIR_COUNT_DDL),
+            self.run.read_work("artist_dictionary", DICTIONARY_DDL),
             playlists_total, self.g.artist_top_k, self.broadcast,
         )
-        self.write(neighbours.observe(observed, F.count(F.lit(1)).alias("artist_neighbour_rows")),
-                   "artist_neighbours")
+        self.run.save_work(
+            "artist_neighbours", neighbours.observe(observed, F.count(F.lit(1)).alias("artist_neighbour_rows")))
         return observed_counts(observed, ("artist_neighbour_rows",))
 
     # -- track graph ------------------------------------------------------------------------------
 
     def track_graph(self) -> dict[str, Any]:
         edges = transforms.track_edges(self.input("gold/cooccurrence_top"))
-        self.write(edges, "track_graph/named")
-        named = self.read("track_graph/named", "track_a string, track_b string, weight double")
+        self.run.save_work("track_graph/named", edges)
+        named = self.run.read_work("track_graph/named", "track_a string, track_b string, weight double")
         observed_vertices, observed_edges = Observation("graph_vertices"), Observation("graph_edges")
         dictionary = transforms.vertex_dictionary(named).observe(
             observed_vertices, F.count(F.lit(1)).alias("tracks"))
-        self.write(dictionary, "track_graph/vertices")
-        encoded = transforms.encode_edges(named, self.read("track_graph/vertices", VERTICES_DDL), self.broadcast)
-        self.write(encoded.observe(observed_edges, F.count(F.lit(1)).alias("edges")), "track_graph/edges")
+        self.run.save_work("track_graph/vertices", dictionary)
+        vertices = self.run.read_work("track_graph/vertices", VERTICES_DDL)
+        encoded = transforms.encode_edges(named, vertices, self.broadcast)
+        self.run.save_work("track_graph/edges", encoded.observe(observed_edges, F.count(F.lit(1)).alias("edges")))
         return {**observed_counts(observed_vertices, ("tracks",)), **observed_counts(observed_edges, ("edges",))}
 
     def clusters(self) -> dict[str, Any]:
         graph = self.graph("clusters")
         labels = graph.labelPropagation(self.g.max_iterations, "weight", self.g.convergence_fraction)
-        self.write(labels, "clusters")
+        self.run.save_work("clusters", labels)
         rounds = graph.history["labelPropagation"]
         return {
-            "clusters": self.read("clusters", LABELS_DDL).select("label").distinct().count(),
+            "clusters": self.run.read_work("clusters", LABELS_DDL).select("label").distinct().count(),
             "iterations": len(rounds),
             "converged": graph.converged["labelPropagation"],
             "rounds": rounds,
@@ -166,8 +162,8 @@ class Steps:
 
     def components(self) -> dict[str, Any]:
         graph = self.graph("components")
-        self.write(graph.connectedComponents(), "components")
-        written = self.read("components", COMPONENTS_DDL)
+        self.run.save_work("components", graph.connectedComponents())
+        written = self.run.read_work("components", COMPONENTS_DDL)
         return {
             "components": written.select("component").distinct().count(),
             "component_rounds": graph.history["connectedComponents"],
@@ -178,16 +174,17 @@ class Steps:
     def tables(self) -> dict[str, DataFrame]:
         """The four gold tables from the saved steps (contract columns first)."""
         artists = transforms.artists_once(self.input("bronze/spotify_artists"))
-        neighbours = self.read("artist_neighbours", NEIGHBOURS_DDL)
+        neighbours = self.run.read_work("artist_neighbours", NEIGHBOURS_DDL)
         seeds = transforms.popular_artists(artists, self.g.artist_count)
         votes = transforms.genre_votes(neighbours, artists, self.g.min_genre_confidence)
-        vertices = self.read("track_graph/vertices", VERTICES_DDL)
+        vertices = self.run.read_work("track_graph/vertices", VERTICES_DDL)
         return {
             "artist_similarity": transforms.artist_similarity(neighbours, seeds),
             "artist_genres_inferred": transforms.artist_genres(artists, votes),
-            "track_clusters": transforms.clusters_table(self.read("clusters", LABELS_DDL), vertices, self.broadcast),
+            "track_clusters": transforms.clusters_table(
+                self.run.read_work("clusters", LABELS_DDL), vertices, self.broadcast),
             "track_components": transforms.components_table(
-                self.read("components", COMPONENTS_DDL), vertices, self.broadcast),
+                self.run.read_work("components", COMPONENTS_DDL), vertices, self.broadcast),
         }
 
 

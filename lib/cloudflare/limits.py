@@ -34,10 +34,13 @@ VECTORIZE_MAX_TOP_K = 100
 VECTORIZE_MAX_TOP_K_WITH_VALUES_OR_METADATA = 20
 VECTORIZE_INDEXED_STRING_PREFIX_BYTES = 64
 VECTORIZE_PARSE_ERROR_CODE = 40023
+# Not documented for delete_by_ids: assumed to be the upsert limit, the largest batch the API is known to take.
+VECTORIZE_MAX_IDS_PER_DELETE = VECTORIZE_MAX_VECTORS_PER_UPSERT
 
 # -- Workers KV --------------------------------------------------------------------------------
 KV_MAX_PAIRS_PER_BULK = 10_000
 KV_MAX_BULK_BYTES = 100_000_000              # 100 MB per request
+KV_MAX_KEYS_PER_BULK_DELETE = 10_000         # POST …/bulk/delete
 KV_MAX_KEY_BYTES = 512
 KV_MAX_VALUE_BYTES = 25 * 1024 * 1024        # 25 MiB
 KV_MAX_METADATA_BYTES = 1024

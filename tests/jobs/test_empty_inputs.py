@@ -5,9 +5,7 @@ contract schemas and saying so in the notes."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,10 +15,9 @@ from jobs.ingest import job as ingest
 from jobs.sample.generator import SampleSpec, generate
 from lib import delta
 from lib.schemas import BRONZE, GOLD
+from tests.support.cli import spark_submit
 from tests.support.configs import make_config
 from tests.support.contracts import contract_columns
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def empty_tables(folder: Path, features: bool, playlists: bool) -> None:
@@ -41,12 +38,10 @@ def test_pipeline_on_empty_features_playlists_and_isrc(tmp_path):
     generate(tmp_path / "spotify", tmp_path / "musicbrainz", SampleSpec(tracks=300, seed=5))
     empty_tables(tmp_path / "spotify", features=True, playlists=True)
     (tmp_path / "musicbrainz" / "mbdump" / "isrc").write_bytes(b"")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
-    result = subprocess.run(
-        [str(ROOT / "spark-submit.sh"), "pipeline", "--json", "--set", "spark.master=local[2]",
-         "--set", "spark.shuffle_partitions=2", *(f"--set=paths.{key}={tmp_path / key}" for key in (
-             "spotify", "musicbrainz", "warehouse", "work"))],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    result = spark_submit(
+        "pipeline", "--json", "--set", "spark.master=local[2]", "--set", "spark.shuffle_partitions=2",
+        *(f"--set=paths.{key}={tmp_path / key}" for key in ("spotify", "musicbrainz", "warehouse", "work")),
+        cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     assert summary["status"] == "succeeded"

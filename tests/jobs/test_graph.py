@@ -175,6 +175,30 @@ def test_every_track_of_the_graph_has_one_cluster_and_one_component(tiny, spark)
         r["component_id"] for r in components))
 
 
+def test_a_failed_run_resumes_from_its_saved_steps_with_the_same_tables(spark, tmp_path, tiny, monkeypatch):
+    _, _, first = tiny
+    config = make_config(tmp_path, TINY_SETTINGS)
+    rows = [(p, i, t, None) for p, tracks in PLAYLISTS.items() for i, t in enumerate(tracks)]
+    write_bronze(spark, config.paths.warehouse, {
+        "spotify_playlist_tracks": rows, "spotify_tracks": TRACKS, "spotify_artists": ARTISTS})
+    cooccurrence_job.run(spark, config)
+
+    def fail(self):
+        raise RuntimeError("simulated failure while publishing")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(graph_job.Steps, "tables", fail)
+        with pytest.raises(RuntimeError, match="simulated"):
+            graph_job.run(spark, config)
+    for name in graph_job.OUTPUTS:
+        assert not delta.exists(delta.table_path(config.paths.warehouse, "gold", name))
+    summary = graph_job.run(spark, config)["metrics"]
+    assert summary["resumed_steps"] == ["artist_sets", "artist_dictionary", "artist_pairs", "artist_neighbours",
+                                        "track_graph", "clusters", "components"]
+    for name in graph_job.OUTPUTS:
+        assert sorted(gold(spark, config, name), key=repr) == sorted(first[name], key=repr), name
+
+
 def test_missing_cooccurrence_top_is_an_input_error(spark, config):
     write_bronze(spark, config.paths.warehouse, {
         "spotify_playlist_tracks": [], "spotify_tracks": TRACKS, "spotify_artists": ARTISTS})
@@ -225,20 +249,14 @@ def reference_artist_similarity(playlist_rows, tracks, artists, min_size, max_si
 
 
 @pytest.fixture(scope="module")
-def generated(spark, tmp_path_factory):
-    from jobs.ingest import job as ingest
-    from jobs.sample.generator import SampleSpec, generate
+def generated(pipeline_run):
+    """The session's pipeline warehouse (tests/support/warehouse.py: sample → ingest → cooccurrence → graph
+    among the others) and the metrics of its graph run."""
+    from lib.runs import history
 
-    root = tmp_path_factory.mktemp("graph_sample")
-    generate(root / "spotify", root / "musicbrainz", SampleSpec(tracks=2000))
-    config = make_config(root, {
-        "ingest.rows_per_task": 20_000, "cooccurrence.min_cooccurrence": 2,
-        "graph.artist_count": 60, "graph.artist_top_k": 10,
-    })
-    ingest.run(spark, config)
-    cooccurrence_job.run(spark, config)
-    summary = graph_job.run(spark, config)["metrics"]
-    return config, summary
+    config = pipeline_run.snapshot_config()
+    summary = next(r for r in reversed(history(config)) if r["job"] == "graph" and r["status"] == "succeeded")
+    return config, summary["metrics"]
 
 
 def bronze_rows(spark, config, table, columns):

@@ -3,6 +3,7 @@ ingest's rows, and a re-ingest that fails after its files entered the table fold
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -13,9 +14,7 @@ from jobs.ingest import job as ingest
 from lib import delta
 from lib.cli import check_tables
 from tests.support.configs import make_config
-from tests.support.real_dump import REAL_NAMES, build_real_dump
-
-MB_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "musicbrainz"
+from tests.support.real_dump import MB_FIXTURE, REAL_NAMES, build_real_dump
 
 
 def snapshot(warehouse: str) -> dict[str, list[str]]:
@@ -44,11 +43,12 @@ def change_the_dump(folder: Path) -> None:
         playlists.execute("UPDATE playlists SET name = name || ' (second ingest)'")
 
 
-def test_reingest_then_a_failed_reingest_keep_every_version(spark, tmp_path, monkeypatch):
+def test_reingest_then_a_failed_reingest_keep_every_version(spark, tmp_path, monkeypatch, real_ingest):
+    source, *_ = real_ingest  # the session's first ingest of this dump, copied: the dump will change
     spotify = tmp_path / "spotify"
-    build_real_dump(spotify)
+    shutil.copytree(source.paths.spotify, spotify)
+    shutil.copytree(source.paths.warehouse, tmp_path / "warehouse")
     cfg = make_config(tmp_path, paths__musicbrainz=str(MB_FIXTURE), ingest__rows_per_task=100)
-    ingest.run(spark, cfg)
     first = snapshot(cfg.paths.warehouse)
     assert first and all(delta.version(uri) == 0 for uri in first)
 

@@ -93,8 +93,8 @@ def test_report_opens_in_chromium_and_shows_the_tables_numbers(spark, sample_war
     with browser() as page:
         page.open(path.as_uri())
         images = page.evaluate(IMAGES_JS)
-        rows = {anchor: page.evaluate(ROWS_JS % anchor) for anchor in ("xref", "tiers", "left-out", "publish", "cost")}
-        notes = page.evaluate("document.querySelector('#clusters').textContent")
+        rows = {anchor: page.evaluate(ROWS_JS % anchor)
+                for anchor in ("xref", "tiers", "clusters", "left-out", "publish", "cost")}
         screenshot = tmp_path / "report.png"
         page.screenshot(str(screenshot))
         assert page.problems() == []
@@ -120,7 +120,11 @@ def test_report_opens_in_chromium_and_shows_the_tables_numbers(spark, sample_war
     assert shown == {(t, reason): n for t, by in xref_run["left_out"].items() for reason, n in by.items()}
     assert {r[0] for r in rows["left-out"]} >= {"ingest", "xref", "cooccurrence", "vectors"}
 
-    assert "gold/track_clusters not in the warehouse" in notes
+    # The ten largest clusters by size (ties by cluster_id), counted here from gold/track_clusters.
+    clusters = gold(config, "track_clusters").to_pyarrow_table(columns=["cluster_id"])
+    sizes = {r["cluster_id"]: r["cluster_id_count"]
+             for r in clusters.group_by("cluster_id").aggregate([("cluster_id", "count")]).to_pylist()}
+    assert [(r[0], number(r[1])) for r in rows["clusters"]] == sorted(sizes.items(), key=lambda c: (-c[1], c[0]))[:10]
     d1 = next(r for r in rows["publish"] if r[0] == "spotify_mbid_xref")
     assert number(d1[1]) == published["d1_rows"]
     services = {r[0]: r for r in rows["publish"] if r[0] in ("Vectorize", "KV", "R2")}

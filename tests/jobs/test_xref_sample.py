@@ -1,6 +1,6 @@
-"""xref end to end: generated dump → ingest → xref, scored against the generator's ground truth
-(``_sample_truth_xref.parquet``: the MBID and tier every track must get, decoys included). Counts are
-recomputed from the written table with DuckDB, independently of the job's summary."""
+"""xref end to end: generated dump → ingest → xref (the session's pipeline run, tests/support/warehouse.py), scored
+against the generator's ground truth (``_sample_truth_xref.parquet``: the MBID and tier every track must get,
+decoys included). Counts are recomputed from the written table with DuckDB, independently of the job's summary."""
 
 from __future__ import annotations
 
@@ -12,26 +12,23 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from jobs.ingest import job as ingest
-from jobs.sample.generator import TRUTH, SampleSpec, generate
+from jobs.sample.generator import TRUTH
 from jobs.xref import job as xref
 from lib import delta
 from lib.errors import InputError
-from tests.support.configs import make_config
+from lib.runs import history
+from tests.support.warehouse import SAMPLE_SETTINGS
 
-TRACKS = 1500
+TRACKS = SAMPLE_SETTINGS["sample.tracks"]
 
 
 @pytest.fixture(scope="module")
-def sample(spark, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("xref_sample")
-    generate(tmp / "spotify", tmp / "musicbrainz", SampleSpec(tracks=TRACKS, seed=11))
-    cfg = make_config(tmp)
-    ingest.run(spark, cfg)
-    summary = xref.run(spark, cfg)["metrics"]
+def sample(pipeline_run):
+    cfg = pipeline_run.snapshot_config()
+    summary = next(r for r in reversed(history(cfg)) if r["job"] == "xref" and r["status"] == "succeeded")
     table = DeltaTable(delta.table_path(cfg.paths.warehouse, "gold", "spotify_mbid_xref")).to_pyarrow_table()
-    truth = pq.read_table(tmp / "spotify" / TRUTH)
-    return cfg, summary, table, truth
+    truth = pq.read_table(Path(cfg.paths.spotify) / TRUTH)
+    return cfg, summary["metrics"], table, truth
 
 
 def _joined(table: pa.Table, truth: pa.Table) -> duckdb.DuckDBPyConnection:

@@ -20,6 +20,8 @@ def test_defaults_follow_the_spec(tmp_path):
     assert (config.similar.seed_count, config.similar.top_k) == (100_000, 100)
     assert config.sample.tracks == 20_000
     assert config.publish.target == "local"
+    assert (config.graph.artist_top_k, config.graph.artist_count, config.graph.max_iterations) == (100, 100_000, 20)
+    assert config.graph.convergence_fraction == 0.001 and config.vectors.genre_rule == "spec"
     assert config.paths.warehouse == str(tmp_path / "data" / "warehouse")
 
 
@@ -63,6 +65,10 @@ def test_set_values_are_typed(tmp_path):
         (["cooccurrence.top_k=0"], r"config key 'cooccurrence.top_k' must be >= 1; got '0'"),
         (["cooccurrence.min_playlist_size=600"], r"'cooccurrence.min_playlist_size' \(600\) exceeds"),
         (["vectors.tier_b_min_popularity=40"], r"'vectors.tier_b_min_popularity' \(40\) exceeds"),
+        (["graph.convergence_fraction=1"], r"config key 'graph.convergence_fraction' must lie in \[0, 1\); got 1.0"),
+        (["graph.min_genre_confidence=-0.1"], r"config key 'graph.min_genre_confidence' must be >= 0"),
+        (["graph.artist_count=0"], r"config key 'graph.artist_count' must be >= 1"),
+        (["vectors.genre_rule=calibrated"], r"config key 'vectors.genre_rule' must be one of spec, nearest"),
         (["sample.tracks"], r"--set expects section.key=value"),
         (["tracks=5"], r"must look like section.key"),
     ],

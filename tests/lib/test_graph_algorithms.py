@@ -35,7 +35,8 @@ def clique(members, weight=1.0):
 def reference_propagation(edges, max_iter, fraction=0.0) -> tuple[dict[int, int], int]:
     """Synchronous weighted label propagation by the definition in lib.graph: each vertex takes the label
     with the largest weight sum among its neighbours' labels plus its own label weighted by its weakest
-    edge, ties → the smallest label; parallel edges keep their largest weight."""
+    edge, ties → the smallest label, a flip back to the label of the round before last → the smaller of
+    it and the current one; parallel edges keep their largest weight."""
     weight: dict[tuple[int, int], int] = {}
     for a, b, w in edges:
         if a != b:
@@ -46,6 +47,7 @@ def reference_propagation(edges, max_iter, fraction=0.0) -> tuple[dict[int, int]
         neighbours[a].append((b, w))
         neighbours[b].append((a, w))
     label = {v: v for v in neighbours}
+    earlier = dict(label)
     rounds = 0
     for iteration in range(1, max_iter + 1):
         rounds = iteration
@@ -55,9 +57,12 @@ def reference_propagation(edges, max_iter, fraction=0.0) -> tuple[dict[int, int]
             tally[label[v]] += min(w for _, w in around)
             for u, w in around:
                 tally[label[u]] += w
-            new[v] = min(tally, key=lambda candidate: (-tally[candidate], candidate))
+            winner = min(tally, key=lambda candidate: (-tally[candidate], candidate))
+            if winner != label[v] and winner == earlier[v]:  # flipping back: settle on the smaller
+                winner = min(winner, label[v])
+            new[v] = winner
         changed = sum(new[v] != label[v] for v in label)
-        label = new
+        earlier, label = label, new
         if changed == 0 or changed < fraction * len(label):
             break
     return label, rounds
@@ -70,8 +75,9 @@ def reference_propagation(edges, max_iter, fraction=0.0) -> tuple[dict[int, int]
 LEFT, RIGHT = [10, 3, 7, 1, 12], [4, 9, 2, 11, 6]  # two cliques, joined by a weak edge 12 - 4
 PAIRS = [(21, 20, 0.4), (25, 28, 0.9), (40, 30, 0.1)]  # isolated pairs
 LOOPED = [(53, 53, 5.0), (51, 53, 0.2), (53, 51, 0.5), (52, 53, 0.5)]  # a self-loop, parallel edges 51 - 53
+SWAP = [(61, 62, 0.9), (61, 63, 0.5), (62, 64, 0.5)]  # 61 and 62 take each other's label in round 1
 ALONE = 99  # a vertex without edges
-KNOWN = [*clique(LEFT), *clique(RIGHT), (12, 4, 0.05), *PAIRS, *LOOPED]
+KNOWN = [*clique(LEFT), *clique(RIGHT), (12, 4, 0.05), *PAIRS, *LOOPED, *SWAP]
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +113,15 @@ def test_self_loops_parallel_edges_and_lonely_vertices(known):
     assert {v: clusters[v][0] for v in (51, 52, 53)} == {51: 51, 52: 51, 53: 51}
     assert {v: components[v] for v in (51, 52, 53)} == {51: 51, 52: 51, 53: 51}
     assert clusters[ALONE] == (ALONE, 0) and components[ALONE] == ALONE
+
+
+def test_a_flip_back_settles_on_the_smaller_label(known):
+    _, clusters, _ = known
+    # Round 1: 61 → 62 and 62 → 61 (their 0.9 edge beats their own 0.5 votes), 63 → 61, 64 → 62.
+    # Round 2: 61's winner is 61 again, and 62's winner 62, the labels they held before round 1: both take
+    # the smaller of it and their current label, 61 (62 keeps 61; plain voting would send it back to 62
+    # and on to 61 again in round 3); 64 ties 61 and its own 62 → 61.
+    assert {v: clusters[v] for v in (61, 62, 63, 64)} == {61: (61, 2), 62: (61, 1), 63: (61, 1), 64: (61, 2)}
 
 
 def test_a_path_is_one_component(spark, tmp_path):

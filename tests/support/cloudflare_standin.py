@@ -17,8 +17,9 @@ It checks the Bearer token, enforces every limit in ``lib.cloudflare.limits`` wi
 (codes 7500, 40023, 971 and ``vectorize.unknown_content_type`` are documented; the other codes are the
 stand-in's own and say so), records every rejection in ``violations``, can enforce the account rate limit
 (``rate_limit=(requests, window_s)``) and inject 429 + retry-after, 5xx, dropped connections and a corrupted
-upload ETag. ``log`` keeps every request (method, path, service, status, bytes, times) so tests and the
-benchmark can count requests and prove each stayed within the limits.
+upload ETag, or go down for good after a number of writes (``outage_after``: a crash midway). ``log`` keeps
+every request (method, path, service, status, bytes, the body's sha256, times) so tests and the benchmark
+can count requests, prove each stayed within the limits and that no batch arrived twice.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class LoggedRequest:
     authorization: bool = False   # an Authorization header was present (never its value)
     write: bool = False   # the request changed stored data
     detail: str = ""      # error message, if any
+    digest: str = ""      # sha256 of the body: publish's batch id for upserts, import files and KV writes
 
 
 @dataclass
@@ -96,6 +98,12 @@ class _Fault:
     remaining: int
     path_contains: str
     retry_after: float
+
+
+@dataclass
+class _Outage:
+    remaining: int        # successful writes still allowed on paths containing path_contains
+    path_contains: str
 
 
 @dataclass
@@ -266,6 +274,7 @@ class CloudflareStandin:
         self.violations: list[Violation] = []
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
+        self._outage: _Outage | None = None
         self._admitted: deque[float] = deque()
         self._databases: dict[str, _D1Database] = {}
         self._uploads: dict[tuple[str, str], bytes] = {}
@@ -336,6 +345,16 @@ class CloudflareStandin:
         with self._lock:
             self._faults.append(_Fault(kind, count, path_contains, retry_after))
 
+    def outage_after(self, writes: int, path_contains: str = "") -> None:
+        """After ``writes`` more successful writes to paths containing ``path_contains``, answer every request
+        (API and uploads) with 503 until ``end_outage()``: a service that goes down midway, for good."""
+        with self._lock:
+            self._outage = _Outage(writes, path_contains)
+
+    def end_outage(self) -> None:
+        with self._lock:
+            self._outage = None
+
     def fail_kv_keys(self, count: int, requests: int = 1) -> None:
         """The next ``requests`` bulk writes store all but their first ``count`` keys and report those in
         ``unsuccessful_keys``."""
@@ -362,7 +381,8 @@ class CloudflareStandin:
         return self._database(database_id).path
 
     def kv_items(self, namespace: str) -> dict[str, dict[str, Any]]:
-        """``{key: {"value", "base64", "expiration", "metadata"}}`` as stored (expired keys dropped)."""
+        """``{key: {"value", "base64", "expiration", "expiration_ttl", "metadata"}}`` as stored (expired keys
+        dropped)."""
         with self._lock:
             now = time.time()
             return {k: dict(v) for k, v in self._kv.get(namespace, {}).items()
@@ -397,7 +417,7 @@ class CloudflareStandin:
         path, _, query = handler.path.partition("?")
         service, operation = self._classify(path)
         entry = LoggedRequest(handler.command, path, service, operation, len(body), started,
-                              authorization="Authorization" in handler.headers)
+                              authorization="Authorization" in handler.headers, digest=hashlib.sha256(body).hexdigest())
         self._local.wrote = False
         status, headers, payload = 500, {}, b""
         try:
@@ -411,7 +431,10 @@ class CloudflareStandin:
                 with contextlib.suppress(OSError):
                     handler.connection.shutdown(socket.SHUT_RDWR)
                 return
-            if fault is not None and fault.kind != "bad_etag":
+            if self._down():
+                entry.fault = "outage"
+                status, headers, payload = self._fault_reply(_Fault("503", 0, "", 0))
+            elif fault is not None and fault.kind != "bad_etag":
                 entry.fault = fault.kind
                 status, headers, payload = self._fault_reply(fault)
             elif path.startswith("/__upload/"):
@@ -434,6 +457,8 @@ class CloudflareStandin:
         entry.status, entry.finished = status, time.monotonic()
         with self._lock:  # logged before the reply leaves, so a test never races the log
             self.log.append(entry)
+            if entry.write and self._outage is not None and self._outage.path_contains in path:
+                self._outage.remaining -= 1
         handler.send_response(status)
         for name, value in {"Content-Type": "application/json", **headers}.items():
             handler.send_header(name, value)
@@ -454,6 +479,10 @@ class CloudflareStandin:
             if marker in path:
                 return service, operation
         return "other", operation
+
+    def _down(self) -> bool:
+        with self._lock:
+            return self._outage is not None and self._outage.remaining <= 0
 
     def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
@@ -964,7 +993,7 @@ class CloudflareStandin:
                 raise ApiError(413, KV_ERROR, f"key {key!r}: metadata exceeds {L.KV_MAX_METADATA_BYTES} bytes",
                                "KV_MAX_METADATA_BYTES")
             rows.append((key, {"value": value, "base64": bool(item.get("base64")), "expiration": expiration,
-                               "metadata": metadata}))
+                               "expiration_ttl": ttl, "metadata": metadata}))
         with self._lock:
             fail = self._kv_failures.popleft() if self._kv_failures else 0
             failed = [key for key, _ in rows[:fail]]

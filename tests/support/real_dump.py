@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "mackorone_playlists_subset.csv"
+MB_FIXTURE = FIXTURE.parent / "musicbrainz"  # real MusicBrainz rows (tests/fixtures/README.md), ingested with the dump
 GHOST_ID = "0GhostTrackNotInTable1"  # 22 base62 characters
 EPISODE_ID = "0EpisodeIdNotAMusicRow"
 

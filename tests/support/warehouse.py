@@ -1,17 +1,33 @@
-"""A tiny warehouse made by the real jobs, shared by the report, notebook and Airflow tests: a generated
-sample dump (a few hundred tracks) through sample → ingest → xref → cooccurrence → vectors, then vectors once
-more with another tier threshold so gold/audio_vectors has two versions to time-travel between."""
+"""One tiny warehouse made by the real pipeline, shared by the tests that read a whole warehouse.
+
+``./spark-submit.sh pipeline`` runs once per test session on a generated sample dump (a few hundred tracks):
+sample → ingest → xref → cooccurrence → vectors → graph → report, as a user runs it. Building it costs about
+as much as all the tests reading it together, so it is built once:
+
+- tests/test_pipeline.py checks that first run and goes on in its folder (a second run that skips
+  everything, ``--force --only``, a changed source file): the skip compares the config, paths included, so
+  it must run where the first run did.
+- right after the first run the folder is copied (``snapshot``), before test_pipeline changes it: the
+  graph and xref-sample tests read the snapshot; ``sample_warehouse`` (report, notebook) is a copy of it
+  in which vectors ran once more with another tier threshold, so gold/audio_vectors has two versions to
+  time-travel between.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lib.config import Config
 from lib.runs import run_job
+from tests.support.cli import spark_submit
 from tests.support.configs import make_config
 
-# Small and quick: ~400 tracks and 40 playlists still give pairs, tiers, genres and neighbours.
+# Small and quick: ~400 tracks and 40 playlists still give pairs, tiers, genres, clusters and neighbours.
 SAMPLE_SETTINGS: dict[str, Any] = {
     "sample.tracks": 400,
     "sample.seed": 7,
@@ -19,21 +35,61 @@ SAMPLE_SETTINGS: dict[str, Any] = {
     "cooccurrence.top_k": 10,
     "similar.top_k": 10,
     "similar.seed_count": 50,
+    "graph.artist_count": 60,  # fewer seeds than artists: tests/jobs/test_graph.py checks the seed choice too
+    "graph.artist_top_k": 10,
 }
-JOBS = ("sample", "ingest", "xref", "cooccurrence", "vectors")
+PATHS = ("spotify", "musicbrainz", "warehouse", "work")
 
 
 def sample_config(base: Path, **keys: Any) -> Config:
-    return make_config(base, {**SAMPLE_SETTINGS, "report.dir": str(base / "report"),
-                              "publish.local_dir": str(base / "publish")}, **keys)
+    """The config of a warehouse under ``base`` (the settings the pipeline ran with, for in-process jobs)."""
+    return make_config(base, {**SAMPLE_SETTINGS, **folders(base)}, **keys)
 
 
-def build(spark: Any, base: Path) -> Config:
-    """Run the jobs into ``base``; returns the config (the first tier threshold's)."""
+def folders(base: Path) -> dict[str, str]:
+    return {"report.dir": str(base / "report"), "publish.local_dir": str(base / "publish")}
+
+
+def cli_settings(base: Path) -> list[str]:
+    """``--set`` arguments for ./spark-submit.sh on the warehouse under ``base``."""
+    values = {**{f"paths.{key}": str(base / key) for key in PATHS}, **SAMPLE_SETTINGS, **folders(base),
+              "spark.master": "local[2]", "spark.shuffle_partitions": 2}
+    return [f"--set={key}={value}" for key, value in values.items()]
+
+
+def pipeline_cli(base: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``./spark-submit.sh ARGS`` on the warehouse under ``base`` (run from ``base``)."""
+    return spark_submit(*args, *cli_settings(base), cwd=base, timeout=900)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    base: Path  # where the pipeline ran (test_pipeline goes on here)
+    result: subprocess.CompletedProcess[str]  # the first run: pipeline --json
+    snapshot: Path  # a copy of ``base`` right after the first run; read it, do not change it
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads(self.result.stdout)
+
+    def snapshot_config(self, **keys: Any) -> Config:
+        return sample_config(self.snapshot, **keys)
+
+
+def run_pipeline(root: Path) -> PipelineRun:
+    base, snapshot = root / "run", root / "snapshot"
+    base.mkdir()
+    result = pipeline_cli(base, "pipeline", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    shutil.copytree(base, snapshot)
+    return PipelineRun(base, result, snapshot)
+
+
+def build(spark: Any, pipeline: PipelineRun, base: Path) -> Config:
+    """A copy of the pipeline's snapshot in ``base`` with a second audio_vectors version; returns the config
+    (the first tier threshold's)."""
+    shutil.copytree(pipeline.snapshot, base, dirs_exist_ok=True)
     config = sample_config(base)
-    for job in JOBS:
-        summary = run_job(spark, config, job)
-        assert summary["status"] == "succeeded", (job, summary.get("error"))
     changed = config.with_overrides({"vectors.tier_a_min_popularity": 40})
     assert run_job(spark, changed, "vectors")["status"] == "succeeded"
     return config

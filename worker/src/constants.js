@@ -58,5 +58,5 @@ export const SHARD_CACHE_BYTES = 48 * 1024 * 1024;
 
 /** 22-character base62 Spotify ids (what ingest accepts). */
 export const SPOTIFY_ID = /^[0-9A-Za-z]{22}$/;
-/** ISO 3901 ISRC after normalising (upper case; hyphens, spaces and dots removed), as jobs/xref. */
+/** ISO 3901 ISRC after normalising (params.js normalizeIsrc, as jobs/xref/text.py isrc_normalized). */
 export const ISRC = /^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$/;

@@ -22,9 +22,12 @@ export function byParam(params) {
   return by;
 }
 
-/** Upper case without hyphens, spaces or dots (as jobs/xref's isrc_fuzzy tier). */
+/**
+ * As jobs/xref/text.py isrc_normalized (publish stores that form): ASCII letters upper-cased (toUpperCase
+ * would turn ß or ı into ASCII letters), white space, dots, hyphens and U+2010–U+2015 dashes dropped.
+ */
 export function normalizeIsrc(raw) {
-  const isrc = raw.toUpperCase().replace(/[-\s.]/g, "");
+  const isrc = raw.replace(/[a-z]+/g, (s) => s.toUpperCase()).replace(/[\p{White_Space}\u2010-\u2015.-]+/gu, "");
   if (!ISRC.test(isrc)) throw badRequest(`not an ISRC (CC-XXX-YY-NNNNN): ${raw.slice(0, 64)}`);
   return isrc;
 }

@@ -8,7 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { WORKER_DIR } from "../tools/miniflare-options.js";
-import { pickFeatures, publishedSource, startWorker } from "./helpers.js";
+import { coldTrack, pickFeatures, publishedSource, startWorker } from "./helpers.js";
 
 let out;
 let wranglerOutput;
@@ -48,8 +48,7 @@ describe("wrangler bundle", () => {
   });
 
   test("the bundle serves a cold-tier lookup and a Vectorize query", async () => {
-    const id = [...src.shardRows.keys()].find((i) => !src.kv.has(`spotify:af:${i}`)
-      && src.d1("SELECT 1 FROM spotify_audio_features_cache WHERE spotify_id = ?", [i]).length === 0);
+    const id = await coldTrack(w, src);
     const res = await w.mf.dispatchFetch(`http://worker.test/tracks/${id}/features`);
     assert.equal(res.status, 200);
     const body = await res.json();

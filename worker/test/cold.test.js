@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
-import { publishedSource, startWorker } from "./helpers.js";
+import { makeCold, publishedSource, startWorker } from "./helpers.js";
 
 let w;
 let src;
@@ -25,8 +25,7 @@ afterEach(async () => {
 /** A track that only the cold tier can answer. */
 async function coldId() {
   const id = [...src.shardRows.keys()].at(-1);
-  await w.d1.prepare("DELETE FROM spotify_audio_features_cache WHERE spotify_id = ?").bind(id).run();
-  await w.kv.delete(`spotify:af:${id}`);
+  await makeCold(w, id);
   return id;
 }
 

@@ -1,7 +1,7 @@
 // GET /tracks/{id}/features through every cache layer, against the published files.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eventually, pickFeatures, publishedSource, startWorker, unknownId } from "./helpers.js";
+import { eventually, makeCold, pickFeatures, publishedSource, startWorker, unknownId } from "./helpers.js";
 
 const AF_TTL = 7 * 24 * 3600; // spec CACHE_TTLS.audioFeatures
 let w;
@@ -79,8 +79,7 @@ describe("features", () => {
     if (!id) {
       // Every published track is hot: make one cold, as after a D1 eviction and a KV expiry.
       id = pick(() => true);
-      await w.d1.prepare("DELETE FROM spotify_audio_features_cache WHERE spotify_id = ?").bind(id).run();
-      await w.kv.delete(`spotify:af:${id}`);
+      await makeCold(w, id);
     }
     const { row, shard } = src.shardRows.get(id);
     const res = await w.get(`/tracks/${id}/features`);

@@ -32,6 +32,9 @@ export function publishDirectory() {
   return publishDir;
 }
 
+/** Whether the tests run on make_publish_fixture.py's output (whose shape they know) rather than a pipeline's. */
+export const isFixture = () => !process.env.PUBLISH_DIR || process.env.WORKER_FIXTURE === "1";
+
 /**
  * A Miniflare running the Worker with the publish directory loaded: from a copy of the state
  * run-tests.sh prepared once ($WORKER_TEST_STATE, when it holds this publish), else loaded in memory.
@@ -62,9 +65,11 @@ export async function startWorker(adjust = (options) => options) {
     }
     return { status: response.status, headers: response.headers, body };
   };
+  let stopped = null;
   const handle = {
     mf,
     dir,
+    persistRoot, // the state's directory (a copy of run-tests.sh's), or undefined when held in memory
     indexes,
     loaded,
     get,
@@ -78,8 +83,13 @@ export async function startWorker(adjust = (options) => options) {
       handle.kv = await mf.getKVNamespace("SPOTIFY_KV");
       handle.r2 = await mf.getR2Bucket("SPOTIFY_STORAGE");
     },
+    /** Stops workerd (its persisted files are then complete); the state stays on disk until close(). */
+    async stop() {
+      stopped ??= mf.dispose();
+      await stopped;
+    },
     async close() {
-      await mf.dispose();
+      await handle.stop();
       if (persistRoot) rmSync(persistRoot, { recursive: true, force: true });
     },
   };
@@ -177,6 +187,50 @@ export function bruteForce(vectors, query, limit, exclude) {
     .sort((a, b) => b.score - a.score || (a.spotify_id < b.spotify_id ? -1 : 1))
     .slice(0, limit)
     .map((r, i) => ({ ...r, rank: i + 1 }));
+}
+
+/**
+ * A published track only the R2 cold tier holds: one publish left out of D1 and KV, else one made so (its D1
+ * row and KV key deleted, as after a D1 eviction and a KV expiry — a small publish pre-warms every track).
+ */
+export async function coldTrack(w, source, used = new Set()) {
+  const unused = [...source.shardRows.keys()].filter((i) => !used.has(i));
+  const inD1 = (i) => source.d1("SELECT 1 FROM spotify_audio_features_cache WHERE spotify_id = ?", [i]).length > 0;
+  const id = unused.find((i) => !source.kv.has(`spotify:af:${i}`) && !inD1(i)) ?? unused.at(-1);
+  await makeCold(w, id);
+  used.add(id);
+  return id;
+}
+
+/** Leaves a track's features to the R2 cold tier: its D1 row and KV key deleted. */
+export async function makeCold(w, id) {
+  await w.d1.prepare("DELETE FROM spotify_audio_features_cache WHERE spotify_id = ?").bind(id).run();
+  await w.kv.delete(`spotify:af:${id}`);
+}
+
+let gold;
+/**
+ * What the answers must equal, exported from the warehouse by export_gold.py (run-tests.sh sets WORKER_GOLD
+ * when WAREHOUSE_DIR is set), or null (fixture mode: no warehouse behind the publish).
+ */
+export function goldExpectations() {
+  if (!process.env.WORKER_GOLD) return null;
+  gold ??= JSON.parse(readFileSync(process.env.WORKER_GOLD, "utf8"));
+  return gold;
+}
+
+/**
+ * A track without a precomputed neighbour list, satisfying `want`: one publish left out, else one made so
+ * (its precomputed_similar rows and KV spotify:topsim deleted, as when the D1 budget leaves a seed out).
+ */
+export async function unprecomputedTrack(w, source, want) {
+  const seeds = new Set(source.d1("SELECT DISTINCT seed_spotify_id AS id FROM precomputed_similar").map((r) => r.id));
+  const candidates = [...source.shardRows.keys()].filter(want);
+  const id = candidates.find((i) => !seeds.has(i) && !source.kv.has(`spotify:topsim:${i}`)) ?? candidates.at(-1);
+  if (id === undefined) return undefined;
+  await w.d1.prepare("DELETE FROM precomputed_similar WHERE seed_spotify_id = ?").bind(id).run();
+  await w.kv.delete(`spotify:topsim:${id}`);
+  return id;
 }
 
 /** A syntactically valid id that no publish holds (between two shards when there is a gap). */

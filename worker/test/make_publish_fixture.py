@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Write a tiny publish directory that follows docs/publish-layout.md, for the Worker tests.
 
-A stand-in for the publish job's local target until it lands (then the tests run on its output through
-PUBLISH_DIR). Python stdlib only (sqlite3, json, hashlib), deterministic for a given --seed. It writes:
+The tests also run on the publish job's local target (PUBLISH_DIR); this fixture covers the shapes a small
+pipeline sample lacks (two Vectorize indexes, a gap between shard ranges, SQL literals with quotes and
+newlines) and needs no Spark. Python stdlib only (sqlite3, json, hashlib), deterministic for a given --seed.
+It writes (file names as publish names them):
 
-  d1/*.sql          import files (applied in file-name order): the spec's six tables loaded into
+  d1/0001-*-d1-*.sql  import files (applied in file-name order): the spec's six tables loaded into
                     ``<table>__next`` and swapped in by the last file; ``track_access_log`` created once
   d1.sqlite         what the local target keeps: the import files applied to an empty SQLite file
   kv/*.json         bulk payloads [{"key", "value", "expiration_ttl"}]
-  vectorize/<index>/index.json + *.ndjson   two shards (``spotify-tracks-0``, ``-1``) by sha256 prefix
+  vectorize/<index>/index.json + *.ndjson   two shards (``spotify-audio-0``, ``-1``) by sha256 prefix
   r2/features/v1/shard-*.sqlite + r2/manifest.json   three range shards of every track with features
 
 The data is small on purpose but covers every case the Worker distinguishes: tracks only in R2, tracks in
@@ -32,10 +34,11 @@ from pathlib import Path
 # docs/publish-layout.md and shared/reference/cloudflare-api.md
 D1_MAX_STATEMENT_BYTES = 100_000
 KV_TTL_AUDIO_FEATURES = 7 * 24 * 3600
-KV_TTL_TOPSIM = 30 * 24 * 3600
+KV_TTL_TOPSIM = 7 * 24 * 3600
 KV_TTL_XREF = 30 * 24 * 3600
 SHARD_HASH = "sha256-prefix8-mod"
-INDEX_BASE = "spotify-tracks"
+D1_FILE = "0001-{generation}-d1-{n:05d}.sql"  # the first generation's files, in apply order
+INDEX_BASE = "spotify-audio"  # cloudflare.vectorize_index
 SHARD_COUNT = 2
 TIER_A_MIN_POPULARITY = 30  # the Vectorize population (vectors.tier_a_min_popularity)
 D1_FEATURES_MIN_POPULARITY = 30  # hot tracks cached in D1
@@ -252,7 +255,8 @@ def write(out: Path, seed: int, track_count: int) -> dict:
                                     ("no_match", 0.0)][i % 4] + (None,)
         if method != "no_match":
             mbid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        xref_rows.append((t["spotify_id"], t["isrc"], mbid, confidence, method))
+        if mbid is not None:  # publish loads the matched tracks only
+            xref_rows.append((t["spotify_id"], t["isrc"], mbid, confidence, method))
     all_ids = sorted([t["spotify_id"] for t in tracks] + [t["spotify_id"] for t in no_features])
     pairs = {}
     for _ in range(track_count * 3):
@@ -281,7 +285,8 @@ def write(out: Path, seed: int, track_count: int) -> dict:
     # -- D1 import files ------------------------------------------------------------------------------
     d1 = out / "d1"
     d1.mkdir(parents=True)
-    files = [("0000-create.sql", [ACCESS_LOG, ACCESS_LOG_INDEX]
+    generation = hashlib.sha256(f"fixture-{seed}".encode()).hexdigest()[:8]
+    files = [(D1_FILE.format(generation=generation, n=0), [ACCESS_LOG, ACCESS_LOG_INDEX]
               + [s for name, body in TABLES.items()
                  for s in (f"DROP TABLE IF EXISTS {name}__next", f"CREATE TABLE {name}__next {body}")])]
     n = 1
@@ -289,12 +294,12 @@ def write(out: Path, seed: int, track_count: int) -> dict:
         statements = insert_statements(name, columns, data, max_rows=12)
         # Two statements per file: a table spans several files, applied in name order.
         for start in range(0, len(statements), 2):
-            files.append((f"{n:04d}-{name}.sql", statements[start:start + 2]))
+            files.append((D1_FILE.format(generation=generation, n=n), statements[start:start + 2]))
             n += 1
     swap = []
     for name in TABLES:
         swap += [f"DROP TABLE IF EXISTS {name}", f"ALTER TABLE {name}__next RENAME TO {name}", *INDEXES[name]]
-    files.append(("9999-swap.sql", swap))
+    files.append((D1_FILE.format(generation=generation, n=n), swap))
     for file_name, statements in files:
         (d1 / file_name).write_text(sql_file(statements), encoding="utf-8")
     d1_db = sqlite3.connect(out / "d1.sqlite")
@@ -314,14 +319,15 @@ def write(out: Path, seed: int, track_count: int) -> dict:
         folder.mkdir(parents=True)
         (folder / "index.json").write_text(json.dumps({
             "name": name, "dimensions": len(COMPONENTS), "metric": "cosine",
-            "metadata_indexes": {"genres": "string", "popularity": "number", "year": "number"}}))
+            "metadata_indexes": {"genres": "string", "popularity": "number", "year": "number",
+                                 "promoted": "boolean"}}))
         lines = []
         for t in tier_a:
             if shard_of(t["spotify_id"], SHARD_COUNT) != k:
                 continue
             metadata = {"isrc": t["isrc"], "title": t["title"], "artist": t["artist"],
                         "popularity": t["popularity"], "genres": genres_by_artist.get(t["artist_id"], [])}
-            if xref_by_id[t["spotify_id"]][2]:
+            if t["spotify_id"] in xref_by_id:
                 metadata["mbid"] = xref_by_id[t["spotify_id"]][2]
             if t["release_year"] is not None:
                 metadata["year"] = t["release_year"]

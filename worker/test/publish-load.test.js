@@ -11,7 +11,7 @@ import initSqlJs from "sql.js";
 import { loadD1Directory, loadPublish, PublishLoadError } from "../tools/load-publish.js";
 import { miniflareOptions } from "../tools/miniflare-options.js";
 import { splitStatements } from "../tools/sql-split.js";
-import { publishedSource, startWorker } from "./helpers.js";
+import { isFixture, publishedSource, startWorker } from "./helpers.js";
 
 // The spec's "D1 Schema" section, plus playlist_cooccurrence.score (docs/publish-layout.md): the contract.
 const SPEC_COLUMNS = {
@@ -79,11 +79,13 @@ describe("D1 import files", () => {
     const S = await initSqlJs();
     const local = sqliteFile ? new S.Database(readFileSync(sqliteFile)) : null;
     for (const [table, key] of Object.entries(PRIMARY_KEYS)) {
+      // d1.sqlite's access log is promote's copy of the Worker's (tools/export_access_log.py), not the files'.
+      const compareLocal = local && table !== "track_access_log";
       const sql = `SELECT ${SPEC_COLUMNS[table].filter((c) => !/(created|updated|cached)_at/.test(c)).join(", ")} `
         + `FROM ${table} ORDER BY ${key}`;
       const expected = src.d1(sql);
       assert.deepEqual(await d1All(sql), expected, table);
-      if (local) {
+      if (compareLocal) {
         const rows = [];
         const st = local.prepare(sql);
         while (st.step()) rows.push(st.getAsObject());
@@ -151,7 +153,8 @@ describe("KV, R2 and Vectorize loads", () => {
       db.close();
       assert.deepEqual([rows, first, last], [entry.rows, entry.first_id, entry.last_id], entry.key);
     }
-    assert.ok(src.manifest.shards.length >= 2, "the cold tier is sharded");
+    // The fixture has three shards; a small pipeline sample may fit in one (publish.r2_shard_bytes).
+    if (isFixture()) assert.ok(src.manifest.shards.length >= 2, "the cold tier is sharded");
   });
 });
 

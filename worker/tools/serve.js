@@ -62,6 +62,8 @@ async function main() {
   }
   const database = d1File(args.state);
   if (database) console.log(`D1 (track_access_log for the promotion job): ${database}`);
+  const exporter = path.relative(process.cwd(), path.join(WORKER_DIR, "tools", "export_access_log.py"));
+  console.log(`  to promote: python3 ${exporter} --state ${args.state} ${args.dir}  (then ./spark-submit.sh promote)`);
   console.log(`serving ${args.dir} on ${url.origin} (Vectorize: a local stand-in over the published NDJSON)`);
   console.log(`  curl ${url.origin}/tracks/{spotify_id}/features`);
   console.log("ready");
