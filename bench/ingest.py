@@ -1,30 +1,38 @@
 """Ingest against the peer an expert would write: ADBC ``SELECT *`` of the same tables into Arrow, whole
-processes both, with peak memory.
+processes both, with peak memory, at several sizes and data shapes (issue 16). One command gives the table
+in docs/benchmarks.md:
 
-    .venv/bin/python bench/ingest.py --tracks 1000000 --playlists 104000 --data data/bench/t1m
-    .venv/bin/python bench/ingest.py --tracks 2000000 --data data/bench/t2m --joins   # the release path
+    .venv/bin/python bench/ingest.py --sizes 250000,1000000,2000000 --joins
 
-Data: the sample generator's real-layout dump (``jobs.sample``; generated once per ``--data`` folder, not
-timed); 1M tracks with 104K playlists gives 7.4M playlist rows, 11.3M rows in the eight Spotify tables.
-MusicBrainz: the small real fixture (tests/fixtures/musicbrainz), so the figures are about the Spotify
-files; ingest still lands and commits its five tables.
+Data: the sample generator's real-layout dump per size (``jobs.sample``; ``data/bench/t<size>``, generated
+once, not timed; playlists = tracks / 10). Shapes (``--shapes``): ``sample`` is the generator's own playlists
+(lognormal bulk lengths with a tail, Zipf 0.9 track choice with genre locality); ``zipf1.1``, ``zipf1.3``,
+``zipf1.5`` rewrite ``playlist_tracks`` (same playlists, same mean length) with lognormal lengths (sigma 0.9,
+clipped to 1..10,000) and tracks drawn Zipf(s) over a random popularity order of the catalog
+(``<size>/shape-<name>``; the other two files are hard links). MusicBrainz: the small real fixture
+(tests/fixtures/musicbrainz), so the figures are about the Spotify files; ingest still lands and commits
+its five tables.
 
 - peer: one Python process (``bench/ingest.py peer``) with as many threads as cores (``--cores``), each
-  taking the next key range of a table (largest first; a quarter of the rows per core, so the big
-  table is shared) and running ``SELECT * FROM t WHERE rowid BETWEEN ? AND ?`` through the ADBC SQLite
-  driver (65,536-row batches) into an Arrow table, which it then drops. A column the driver cannot type
-  (the release's REAL columns hold the text 'n/a': "Type mismatch in column 10") is read
-  ``CAST(… AS TEXT)``, found by an untimed probe before the timed run. Also run on one thread: "raw × cores"
-  below is that rate times the cores, the reference of the release-path goal.
+  with its own ADBC connection, taking the next key range of a table (largest first; four ranges per
+  core, so the big table is shared) and running ``SELECT * FROM t WHERE rowid BETWEEN ? AND ?`` through
+  the ADBC SQLite driver (65,536-row batches) into an Arrow table, which it then drops. Threads, not
+  processes: the driver reads with the GIL released (2 threads: 1.8x one), and one process holds one copy
+  of pyarrow. A column the driver cannot type (the release's REAL columns hold the text 'n/a': "Type
+  mismatch in column 10") is read ``CAST(… AS TEXT)``, found by an untimed probe. On the ``sample``
+  shape also run on one thread: "raw × cores" is that rate times the cores, the reference of the
+  release-path goal (ingest rows/s ÷ (raw rows/s × cores) ≥ 0.5).
 - ingest: ``./spark-submit.sh ingest --json --force`` (``local[cores]``, ``ingest.quick_check`` off, a fresh
   warehouse each run): JVM start, session, the job, the run records and shutdown. Job time is the
-  summary's ``seconds``. ``--joins`` adds a run with ``ingest.in_task_lookup_max_tracks = 0``, the Spark
-  joins a catalog above the threshold uses.
+  summary's ``seconds``. ``--joins`` adds a run with ``ingest.in_task_lookup_max_tracks = 0`` (the Spark
+  joins) on the ``sample`` shape of the largest size.
 
-Every figure is the best of ``--repeat`` runs (the machine is shared), with the load average printed; peak
-memory is the largest sum of the process tree's resident memory (bench/common.py). Ratios are speeds
-(peer seconds ÷ ingest seconds, so 1.0 = as fast as the peer; goal ≥ 0.5): whole process against the peer's
-whole process, and the job alone against the peer's whole process.
+Ratios are speeds (peer seconds ÷ ingest seconds, so 1.0 = as fast as the peer; goal ≥ 0.5): ingest's whole
+process against the peer's whole process, and ingest's job time against the peer's whole process. Peak
+memory is the largest sum of the process tree's resident memory (bench/common.py); ``worker_hwm_mb`` is
+the largest Python worker's high-water mark (what the in-task lookups' memory rule budgets). Every figure
+is the best of ``--repeat`` runs, with the load average at the start of each; on this shared machine the
+figures are provisional.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ProcessRun, run_process, write_result  # noqa: E402
+from bench.common import ProcessRun, _memory, _processes, _tree, run_process, write_result  # noqa: E402
 
 MB_FIXTURE = ROOT / "tests" / "fixtures" / "musicbrainz"
 # Every table ingest reads, by file, with the key its ranges split on.
@@ -124,110 +133,256 @@ def peer_queries(spotify: Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# The bench
+# Data: sizes and shapes
+
+SHAPES = ("sample", "zipf1.1", "zipf1.3", "zipf1.5")
+LENGTH_SIGMA = 0.9  # the generator's lognormal sigma (jobs/sample/rates.py PLAYLIST_LENGTH_SIGMA)
+MAX_LENGTH = 10_000  # Spotify's playlist size limit
 
 
-def ensure_dump(data: Path, tracks: int, playlists: int) -> None:
+def size_folder(root: Path, tracks: int) -> Path:
+    name = f"t{tracks // 1_000_000}m" if tracks % 1_000_000 == 0 else \
+        f"t{tracks // 1000}k" if tracks % 1000 == 0 else f"t{tracks}"
+    return root / name
+
+
+def ensure_dump(data: Path, tracks: int) -> None:
+    """The generator's dump of ``tracks`` tracks (any playlist count: earlier runs' dumps are reused)."""
     from jobs.sample.generator import MANIFEST, SampleSpec, generate
 
     manifest = data / "spotify" / MANIFEST
-    if manifest.exists():
-        spec = json.loads(manifest.read_text())["spec"]
-        if spec["tracks"] == tracks and spec.get("playlists", 0) == playlists:
-            return
+    if manifest.exists() and json.loads(manifest.read_text())["spec"]["tracks"] == tracks:
+        return
     started = time.perf_counter()
-    generate(data / "spotify", data / "musicbrainz", SampleSpec(tracks=tracks, playlists=playlists))
+    generate(data / "spotify", data / "musicbrainz", SampleSpec(tracks=tracks))
     print(f"generated {tracks:,} tracks in {time.perf_counter() - started:.1f} s", flush=True)
 
 
-def _figures(run: ProcessRun) -> dict[str, Any]:
-    return {"wall_s": round(run.wall, 2), "cpu_s": round(max(run.cpu, run.tree_cpu), 2),
-            "peak_rss_mb": round(run.peak_rss_bytes / 2**20),
-            "max_process_hwm_mb": round(run.max_process_hwm_bytes / 2**20)}
+def _zipf_ranks(rng: Any, n: int, exponent: float, size: int) -> Any:
+    """``size`` draws of ranks 0..n-1 with P(rank k) ∝ (k + 1) ** -exponent (bounded Zipf, inverse CDF)."""
+    import numpy as np
+
+    cdf = np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -exponent)
+    return np.minimum(np.searchsorted(cdf, rng.random(size) * cdf[-1]), n - 1)
 
 
-def run_peer(data: Path, queries: dict[str, str], threads: int) -> dict[str, Any]:
+def ensure_shape(data: Path, shape: str) -> Path:
+    """The Spotify folder of ``shape`` (``sample``: the dump itself); built once, not timed."""
+    if shape == "sample":
+        return data / "spotify"
+    folder = data / f"shape-{shape}"
+    done = folder / "_shape.json"
+    if done.exists():
+        return folder
+    import numpy as np
+
+    started = time.perf_counter()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    base = data / "spotify"
+    for file in ("spotify_clean.sqlite3", "spotify_clean_audio_features.sqlite3"):
+        try:
+            os.link(base / file, folder / file)
+        except OSError:
+            shutil.copyfile(base / file, folder / file)
+    rng = np.random.default_rng(int(float(shape.removeprefix("zipf")) * 1000))
+    with sqlite3.connect(_uri(base / "spotify_clean.sqlite3"), uri=True) as catalog:
+        popularity = rng.permutation(np.fromiter((r for r, in catalog.execute("SELECT rowid FROM tracks")),
+                                                 dtype=np.int64))
+    with sqlite3.connect(folder / "spotify_clean_playlists.sqlite3") as conn:
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("ATTACH ? AS base", (_uri(base / "spotify_clean_playlists.sqlite3"),))
+        for ddl, in conn.execute("SELECT sql FROM base.sqlite_master WHERE sql IS NOT NULL").fetchall():
+            conn.execute(ddl)
+        conn.execute("INSERT INTO playlists SELECT * FROM base.playlists")
+        (playlists, rows), = conn.execute("SELECT (SELECT count(*) FROM playlists), count(*) FROM base.playlist_tracks")
+        conn.commit()
+        conn.execute("DETACH base")
+        mean = rows / playlists
+        lengths = np.clip(np.rint(rng.lognormal(np.log(mean) - LENGTH_SIGMA ** 2 / 2, LENGTH_SIGMA, playlists)),
+                          1, MAX_LENGTH).astype(np.int64)
+        total = int(lengths.sum())
+        owner = np.repeat(np.arange(1, playlists + 1, dtype=np.int64), lengths)
+        position = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        track = popularity[_zipf_ranks(rng, len(popularity), float(shape.removeprefix("zipf")), total)]
+        added = rng.integers(1_400_000_000, 1_700_000_000, total)
+        conn.executemany(  # in key order: appends to the WITHOUT ROWID b-tree
+            "INSERT INTO playlist_tracks (playlist_rowid, position, is_episode, track_rowid, added_at, added_by_id,"
+            " is_local) VALUES (?, ?, 0, ?, ?, 'bench', 0)",
+            zip(owner.tolist(), position.tolist(), track.tolist(), added.tolist()))
+        conn.executemany("UPDATE playlists SET tracks_total = ? WHERE rowid = ?",  # the lengths changed
+                         zip(lengths.tolist(), range(1, playlists + 1)))
+        conn.commit()
+    done.write_text(json.dumps({"shape": shape, "playlist_rows": total, "mean_length": mean}))
+    print(f"built shape {shape} of {data.name} ({total:,} playlist rows) in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs
+
+
+def _figures(run: ProcessRun, workers: _WorkerPeak | None = None) -> dict[str, Any]:
+    found = {"wall_s": round(run.wall, 2), "cpu_s": round(max(run.cpu, run.tree_cpu), 2),
+             "peak_rss_mb": round(run.peak_rss_bytes / 2**20),
+             "max_process_hwm_mb": round(run.max_process_hwm_bytes / 2**20)}
+    if workers is not None:
+        found["worker_hwm_mb"] = round(workers.hwm / 2**20)
+    return found
+
+
+class _WorkerPeak(threading.Thread):
+    """The largest VmHWM of any Python worker (``pyspark.daemon``'s forks) under ``pid``: what the memory rule
+    of the in-task lookups must budget per core."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.hwm = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for pid in _tree(self.pid, _processes()):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        if b"pyspark.daemon" not in handle.read():
+                            continue
+                except OSError:
+                    continue
+                self.hwm = max(self.hwm, _memory(pid)[1])
+            self.done.wait(0.2)
+
+
+def run_peer(data: Path, spotify: Path, queries: dict[str, str], threads: int) -> dict[str, Any]:
     out = data / f"peer-{threads}.json"
-    argv = [sys.executable, str(Path(__file__).resolve()), "peer", "--data", str(data), "--cores", str(threads),
-            "--queries", json.dumps(queries), "--out", str(out)]
+    argv = [sys.executable, str(Path(__file__).resolve()), "peer", "--data", str(spotify), "--cores",
+            str(threads), "--queries", json.dumps(queries), "--out", str(out)]
     run = run_process(argv, cwd=ROOT)
     if run.returncode != 0:
         raise SystemExit(f"peer failed (exit {run.returncode})")
     return {**json.loads(out.read_text()), **_figures(run)}
 
 
-def run_ingest(data: Path, cores: int, joins: bool) -> dict[str, Any]:
+def run_ingest(data: Path, spotify: Path, cores: int, joins: bool) -> dict[str, Any]:
     warehouse, work = data / "bench-warehouse", data / "bench-work"
     shutil.rmtree(warehouse, ignore_errors=True)
-    sets = {"paths.spotify": data / "spotify", "paths.musicbrainz": MB_FIXTURE, "paths.warehouse": warehouse,
+    sets = {"paths.spotify": spotify, "paths.musicbrainz": MB_FIXTURE, "paths.warehouse": warehouse,
             "paths.work": work, "spark.master": f"local[{cores}]", "ingest.quick_check": "false",
             **({"ingest.in_task_lookup_max_tracks": 0} if joins else {})}
     argv = [str(ROOT / "spark-submit.sh"), "ingest", "--json", "--force"]
     for key, value in sets.items():
         argv += ["--set", f"{key}={value}"]
     out = data / "ingest-summary.json"
+    workers = _WorkerPeak(os.getpid())  # this process's tree: ingest is the only thing it runs meanwhile
+    workers.start()
     with out.open("w") as stdout:
-        run = run_process(argv, cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL)
+        try:
+            run = run_process(argv, cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL)
+        finally:
+            workers.done.set()
+            workers.join()
     if run.returncode != 0:
         raise SystemExit(f"ingest failed (exit {run.returncode}); rerun: {' '.join(argv)}")
     summary = json.loads(out.read_text())
     tables = summary["metrics"]["tables"]
     shutil.rmtree(warehouse, ignore_errors=True)
     return {"job_s": summary["seconds"], "steps": summary["steps"],
+            "link_resolution": summary["metrics"].get("link_resolution"),
             "rows_read": sum(t.get("rows_read", 0) for name, t in tables.items() if not name.startswith("mb_")),
-            "rows_by_exact_sql": sum(t.get("rows_read_by_exact_sql", 0) for t in tables.values()), **_figures(run)}
+            "rows_by_exact_sql": sum(t.get("rows_read_by_exact_sql", 0) for t in tables.values()),
+            **_figures(run, workers)}
 
 
 def _best(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return {**min(runs, key=lambda r: r[key]), "all_" + key: [r[key] for r in runs]}
 
 
+def bench_cell(data: Path, shape: str, args: argparse.Namespace, joins: bool) -> dict[str, Any]:
+    """One size and shape: peer and ingest, best of ``--repeat``; the ratios."""
+    spotify = ensure_shape(data, shape)
+    queries = peer_queries(spotify)
+    paths = [("default", False), *([("joins", True)] if joins else [])]
+    runs: dict[str, list[dict[str, Any]]] = {"peer": [], **({"peer_1": []} if shape == "sample" else {}),
+                                             **{name: [] for name, _ in paths}}
+    loads = []
+    for _ in range(args.repeat):
+        loads.append(round(os.getloadavg()[0], 1))
+        runs["peer"].append(run_peer(data, spotify, queries, args.cores))
+        if "peer_1" in runs:
+            runs["peer_1"].append(run_peer(data, spotify, queries, 1))
+        for name, forced in paths:
+            runs[name].append(run_ingest(data, spotify, args.cores, forced))
+    best = {name: _best(found, "wall_s") for name, found in runs.items()}
+    peer_s = best["peer"]["wall_s"]
+    for name, _ in paths:
+        found = best[name]
+        found["best_job_s"] = min(r["job_s"] for r in runs[name])
+        found["ratio_whole_process"] = round(peer_s / found["wall_s"], 3)
+        found["ratio_job"] = round(peer_s / found["best_job_s"], 3)
+        if "peer_1" in best:
+            raw = best["peer_1"]["rows"] / best["peer_1"]["wall_s"]
+            found["ratio_to_raw_x_cores"] = round(found["rows_read"] / found["wall_s"] / (raw * args.cores), 3)
+    record = {"size": data.name, "shape": shape, "cores_assumed": args.cores, "load_at_start": loads,
+              "peer_queries": {t: q for t, q in queries.items() if q != f"SELECT * FROM {t}"}, **best}
+    write_result("ingest", record)
+    return record
+
+
+def table_rows(record: dict[str, Any]) -> list[str]:
+    """Markdown rows of one cell, as in docs/benchmarks.md."""
+    peer = record["peer"]
+    rows = []
+    for name in ("default", "joins"):
+        if name not in record:
+            continue
+        found = record[name]
+        raw = f" ({found['ratio_to_raw_x_cores']:.2f} of raw × cores)" if "ratio_to_raw_x_cores" in found else ""
+        rows.append(
+            f"| {record['size']} | {record['shape']}{' (Spark joins)' if name == 'joins' else ''} | "
+            f"{found['rows_read']:,} | {peer['wall_s']:.1f} s / {peer['peak_rss_mb']:,} MB | "
+            f"{found['wall_s']:.1f} s / {found['peak_rss_mb']:,} MB | {found['best_job_s']:.1f} s | "
+            f"{found.get('worker_hwm_mb', 0):,} MB | **{found['ratio_whole_process']:.2f}**{raw} | "
+            f"{found['ratio_job']:.2f} | {'/'.join(f'{x:g}' for x in record['load_at_start'])} |")
+    return rows
+
+
+TABLE_HEAD = ("| size | shape | rows read | peer: whole process / peak | ingest: whole process / peak | ingest job | "
+              "largest worker | speed, whole process | speed, job | load |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "peer"))
-    parser.add_argument("--tracks", type=int, default=1_000_000)
-    parser.add_argument("--playlists", type=int, default=104_000, help="0: the generator's tracks / 10")
-    parser.add_argument("--data", type=Path, default=Path("data/bench/t1m"))
+    parser.add_argument("--sizes", default="250000,1000000,2000000", help="catalog tracks, comma-separated")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
+    parser.add_argument("--data", type=Path, default=Path("data/bench"), help="root of the generated dumps")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--joins", action="store_true", help="also the Spark-join path (release scale)")
-    parser.add_argument("--no-default", action="store_true", help="skip the default (in-task) ingest run")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--joins", action="store_true", help="also the Spark-join path, sample shape, largest size")
     parser.add_argument("--queries", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    data = args.data.resolve()
     if args.mode == "peer":
-        args.out.write_text(json.dumps(peer(data / "spotify", json.loads(args.queries), args.cores)))
+        args.out.write_text(json.dumps(peer(args.data.resolve(), json.loads(args.queries), args.cores)))
         return
-
-    ensure_dump(data, args.tracks, args.playlists)
-    queries = peer_queries(data / "spotify")
-    record: dict[str, Any] = {"tracks": args.tracks, "playlists": args.playlists, "cores_assumed": args.cores,
-                              "peer_queries": {t: q for t, q in queries.items() if q != f"SELECT * FROM {t}"}}
-    paths = [("default", False)] * (not args.no_default) + [("joins", True)] * args.joins
-    runs: dict[str, list[dict[str, Any]]] = {"peer": [], "peer_1": [], **{name: [] for name, _ in paths}}
-    for round_ in range(args.repeat):
-        print(f"round {round_ + 1}, load {os.getloadavg()[0]:.1f}", flush=True)
-        runs["peer"].append(run_peer(data, queries, args.cores))
-        runs["peer_1"].append(run_peer(data, queries, 1))
-        for name, joins in paths:
-            runs[name].append(run_ingest(data, args.cores, joins))
-    best = {name: _best(found, "wall_s") for name, found in runs.items()}
-    peer_s, raw_rate = best["peer"]["wall_s"], best["peer_1"]["rows"] / best["peer_1"]["wall_s"]
-    print(f"peer, {args.cores} threads: {best['peer']['rows']:,} rows in {peer_s:.1f} s, "
-          f"peak {best['peer']['peak_rss_mb']:,} MB; 1 thread: {best['peer_1']['wall_s']:.1f} s", flush=True)
-    for name, _ in paths:
-        found = best[name]
-        found["ratio_whole_process"] = round(peer_s / found["wall_s"], 3)
-        found["best_job_s"] = min(r["job_s"] for r in runs[name])
-        found["ratio_job"] = round(peer_s / found["best_job_s"], 3)
-        found["ratio_to_raw_x_cores"] = round(found["rows_read"] / found["wall_s"] / (raw_rate * args.cores), 3)
-        print(f"ingest ({name}): whole process {found['wall_s']:.1f} s (job {found['best_job_s']:.1f} s), peak "
-              f"{found['peak_rss_mb']:,} MB; speed vs peer: whole process {found['ratio_whole_process']:.2f}, "
-              f"job {found['ratio_job']:.2f}; vs raw x {args.cores} cores {found['ratio_to_raw_x_cores']:.2f}",
-              flush=True)
-    record.update(best)
-    write_result("ingest", record)
+    sizes = sorted(int(size) for size in args.sizes.split(","))
+    shapes = [shape for shape in args.shapes.split(",") if shape]
+    unknown = set(shapes) - set(SHAPES)
+    if unknown:
+        raise SystemExit(f"unknown shapes {sorted(unknown)}; known: {', '.join(SHAPES)}")
+    lines = [TABLE_HEAD]
+    for size in sizes:
+        data = size_folder(args.data.resolve(), size)
+        ensure_dump(data, size)
+        for shape in shapes:
+            record = bench_cell(data, shape, args, joins=args.joins and size == sizes[-1] and shape == "sample")
+            lines += table_rows(record)
+            print(lines[-1] if "joins" not in record else "\n".join(lines[-2:]), flush=True)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
