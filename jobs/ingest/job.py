@@ -34,7 +34,6 @@ from jobs.ingest.track_lookup import (
     ArtistGenres,
     ArtistLinks,
     ParquetFiles,
-    Resolution,
     TrackAssembly,
     TrackIdLookup,
     lookup_memory,
@@ -145,8 +144,7 @@ class IngestRun:
         return delta.table_path(self.config.paths.warehouse, "bronze", table)
 
     def ranges(self, query: RangeQuery, table: str, key: str = "rowid") -> tuple[tuple[int, int, int], ...]:
-        return tuple(plan_ranges_with_rows(query.db_path, table, key, self.config.ingest.rows_per_task,
-                                           self.spark.sparkContext.defaultParallelism))
+        return tuple(plan_ranges_with_rows(query.db_path, table, key, self.config.ingest.rows_per_task))
 
     def to_bronze(self, query: RangeQuery, table: str, key: str = "rowid",
                   resolver: LinkResolver | None = None) -> Landing:
@@ -179,7 +177,7 @@ class IngestRun:
         """One Spark job for all ``landings``; bronze ones are staged right after."""
         started = time.perf_counter()
         for landing in landings:
-            self.read_stats.setdefault(landing.stats_key, RangeStats())
+            self.read_stats.setdefault(landing.name, RangeStats())
         written = land_ranges(self.spark, landings, self.sink, self.stats_dir)
         log.info("landed %s in %.1f s", ", ".join(f"{name} ({rows:,} rows)" for name, rows in written.items()),
                  time.perf_counter() - started)
@@ -244,30 +242,23 @@ def ingest_real(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSour
         stage_tracks_by_join(run, q)
         stage_playlist_tracks_by_join(run, q)
         return
-    # First job: everything the links point at. Artists get their genres while read (each worker reads the
-    # genre rows itself); tracks land as read (the landed ones are exactly the ingested ones: rows that
-    # fail the checks are quarantined while read).
-    run.land(*link_free, *links, *more, run.to_bronze(q.artists, "artists", resolver=ArtistGenres(q.artist_genres)),
-             run.to_landing(q.tracks, "tracks"))
+    # Artists get their genres while read (each worker reads the genre rows itself), in the first job.
+    run.land(*link_free, *links, *more, run.to_bronze(q.artists, "artists", resolver=ArtistGenres(q.artist_genres)))
+    # The staged artists are exactly the ingested ones: rows that fail the checks were quarantined while read.
     artists = ParquetFiles.staged(run.staged["spotify_artists"])
     track_links = ParquetFiles.landed(run.landing_folder(q.track_artists))
-    tracks = ParquetFiles.landed(run.landing_folder(q.tracks))
-    assembly = TrackAssembly(ParquetFiles.staged(run.staged["spotify_albums"]), artists, track_links)
-    resolved_tracks = Resolution.of(
-        q.tracks.name, tracks, q.tracks.arrow_schema(), assembly,
-        run.bronze_staging(q.tracks.name, assembly.output_schema(q.tracks.arrow_schema())),
-        q.tracks.db_path, q.tracks.key_columns)
+    run.land(run.to_bronze(q.tracks, "tracks", resolver=TrackAssembly(
+        ParquetFiles.staged(run.staged["spotify_albums"]), artists, track_links)))
+    tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
 
     def orphans() -> dict[str, int]:
         ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
         return ArtistLinks.load(track_links, artists).orphans(ingested)
 
-    # Second job: tracks get albums and artists, playlist rows their track ids; the driver counts the
-    # orphaned links (seconds of numpy on a large catalog) meanwhile.
+    # The driver counts the orphaned links (seconds of numpy on a large catalog) while the cores read.
     with ThreadPoolExecutor(max_workers=1) as pool:
         counted = pool.submit(orphans)
-        run.land(resolved_tracks, run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid",
-                                                resolver=TrackIdLookup(tracks)))
+        run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
         run.noted["spotify_tracks"] = counted.result()
 
 
@@ -333,32 +324,8 @@ LINKS_LEFT_OUT = (transforms.LINKS_ORPHANED, transforms.ARTISTS_UNRESOLVED, tran
 OUTPUTS = (*(f"bronze/{table}" for table in BRONZE), f"bronze/{REJECTS_TABLE}")
 
 
-def _warm(batches: Any) -> Any:
-    """What every reading task imports, loaded while the driver still checks and plans."""
-    import adbc_driver_sqlite.dbapi  # noqa: F401
-    import pyarrow.compute
-    import pyarrow.parquet  # noqa: F401
-
-    import jobs.ingest.musicbrainz
-    import jobs.ingest.track_lookup  # noqa: F401
-
-    yield from batches
-
-
-def warm_workers(spark: SparkSession) -> Any:
-    """Start one Python worker per core now (Spark reuses them), so the first reading tasks find them
-    booted: a second or two of worker start and imports runs beside the driver's checks and planning."""
-    cores = spark.sparkContext.defaultParallelism
-    pool = ThreadPoolExecutor(max_workers=1)
-    done = pool.submit(lambda: spark.range(0, cores, 1, cores).mapInArrow(_warm, "id long").collect())
-    pool.shutdown(wait=False)
-    return done
-
-
 def build(frame: Run) -> None:
     config = frame.config
-    assert frame.spark is not None
-    warming = warm_workers(frame.spark)
     with frame.timed("preflight"):
         files = prepare_spotify(config)
         dump = mbdump.locate(Path(config.paths.musicbrainz), Path(config.paths.work) / "unpacked")
@@ -372,10 +339,8 @@ def build(frame: Run) -> None:
         spotify = ingest_real if config.paths.spotify_layout == "real" else ingest_spec
         with frame.timed("land_and_stage"):
             spotify(run, files, run.musicbrainz(dump))
-        collected = {key: collect_stats(run.stats_dir, key) for key in run.read_stats}
-        run.read_stats = {}
-        for key, counted in collected.items():  # a table's later sources ("name+...") count under its name
-            run.read_stats.setdefault(key.partition("+")[0], RangeStats()).add(counted)
+        for name in run.read_stats:
+            run.read_stats[name] = collect_stats(run.stats_dir, name)
         with frame.timed("quarantine"):
             rejects = frame.add_staged(f"bronze/{REJECTS_TABLE}",
                                        run.sink.stage(run.spark, sorted({*run.staged, *run.read_stats})))
@@ -385,8 +350,6 @@ def build(frame: Run) -> None:
         raise
     finally:
         shutil.rmtree(landing_dir, ignore_errors=True)
-        if warming.exception() is not None:  # waits for it; a failed warm-up only costs the time it saves
-            log.warning("warming the Python workers failed: %s", warming.exception())
     _summarize(run, rejected)
 
 

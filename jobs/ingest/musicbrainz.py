@@ -40,10 +40,6 @@ class MbLanding:
         return MB_TABLES[self.name][1]
 
     @property
-    def stats_key(self) -> str:
-        return self.name
-
-    @property
     def source(self) -> str:
         return str(self.dump.table_file(self.dump_table))
 

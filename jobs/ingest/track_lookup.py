@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from jobs.ingest.transforms import (
 )
 from lib import delta, storage
 from lib.rejects import REJECT_COLUMN
-from lib.sources.sqlite import RangeChunk, RangeQuery, RangeStats, key_bounds, read_range
+from lib.sources.sqlite import RangeQuery, key_bounds, read_range
 
 # The memory rule (``ingest.in_task_lookup_max_tracks = -1``). Measured with the sample generator's dumps,
 # local[2]: a Python worker's resident peak is ~255 MB with a 20K-track catalog, 398 MB with 1M tracks and
@@ -361,47 +360,3 @@ class ArtistGenres:
         columns["genres"] = genres.lists(genres.groups(batch.column("artist_rowid").to_numpy(zero_copy_only=False)))
         schema = self.output_schema(batch.schema)
         return pa.RecordBatch.from_arrays([columns[n] for n in schema.names], schema=schema), [], {}
-
-
-# ----------------------------------------------------------------------------------------------
-# Landed rows resolved in a later job
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """Landed rows read back from their Parquet files (one range per file) and resolved (a ``RangeSource``
-    for ``land_ranges``). The tracks land in the first Spark job with everything they link to, then get
-    their albums and artists here in the second job, beside the playlist rows, which need only the landed
-    track ids: two jobs instead of three, and no core idles while the tracks alone are read."""
-
-    name: str
-    landed: ParquetFiles
-    landed_schema: pa.Schema
-    resolver: Any  # a LinkResolver
-    data_dir: str
-    source: str
-    key_columns: tuple[str, ...]
-    ranges: tuple[tuple[int, int, int], ...] = ()
-
-    @classmethod
-    def of(cls, name: str, landed: ParquetFiles, landed_schema: pa.Schema, resolver: Any, data_dir: str,
-           source: str, key_columns: tuple[str, ...]) -> Resolution:
-        fs, root = delta.filesystem(landed.folder)
-        rows = [pq.ParquetFile(posixpath.join(root, f), filesystem=fs).metadata.num_rows for f in landed.files]
-        return cls(name, landed, landed_schema, resolver, data_dir, source, key_columns,
-                   tuple((i, i, n) for i, n in enumerate(rows)))
-
-    @property
-    def stats_key(self) -> str:
-        return f"{self.name}+resolved"  # the landing counted the rows; this counts what resolving notes
-
-    @property
-    def arrow_schema(self) -> pa.Schema:
-        return self.resolver.output_schema(self.landed_schema)
-
-    def chunks(self, low: int, high: int) -> Iterator[RangeChunk]:
-        for index in range(low, high + 1):
-            one = ParquetFiles(self.landed.folder, (self.landed.files[index],)).read(self.landed_schema)
-            for batch in one.to_batches(max_chunksize=1 << 16):
-                good, bad, noted = self.resolver(batch)
-                yield good, bad, RangeStats(noted=dict(noted))

@@ -732,10 +732,8 @@ def plan_ranges(db_path: str, table: str, key: str, rows_per_task: int) -> list[
     return [(low, high) for low, high, _ in plan_ranges_with_rows(db_path, table, key, rows_per_task)]
 
 
-def plan_ranges_with_rows(db_path: str, table: str, key: str, rows_per_task: int, task_multiple: int = 1
-                          ) -> list[tuple[int, int, int]]:
-    """(low, high, estimated rows) per range; the estimate orders the tasks, largest first. The number of
-    ranges is rounded up to a multiple of ``task_multiple`` (the cores), so equal ranges end together."""
+def plan_ranges_with_rows(db_path: str, table: str, key: str, rows_per_task: int) -> list[tuple[int, int, int]]:
+    """(low, high, estimated rows) per range; the estimate orders the tasks, largest first."""
     bounds = key_bounds(db_path, table, key)
     if bounds is None:
         return []
@@ -744,7 +742,6 @@ def plan_ranges_with_rows(db_path: str, table: str, key: str, rows_per_task: int
     span = high - low + 1
     keys_per_task = max(1, int(rows_per_task / density))
     tasks = max(1, math.ceil(span / keys_per_task))
-    tasks = math.ceil(tasks / task_multiple) * task_multiple
     step = math.ceil(span / tasks)
     ranges = [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
     return [(lo, hi, max(1, round((hi - lo + 1) * density))) for lo, hi in ranges]
@@ -777,11 +774,6 @@ class RangeSource(Protocol):
     def name(self) -> str: ...
 
     @property
-    def stats_key(self) -> str:
-        """Names its statistics files: ``name``, unless another source of the same table counts its rows."""
-        ...
-
-    @property
     def source(self) -> str: ...
 
     @property
@@ -805,10 +797,6 @@ class Landing:
 
     @property
     def name(self) -> str:
-        return self.query.name
-
-    @property
-    def stats_key(self) -> str:
         return self.query.name
 
     @property
@@ -861,10 +849,8 @@ def _run_range(landing: RangeSource, sink: RejectSink, stats_dir: str, range_id:
         rejected.extend(bad)
         if good.num_rows:
             yield good
-    later = landing.stats_key[len(landing.name):].lstrip("+")  # a later source of the table: its own files
-    sink.write(landing.name, f"{later}-r{range_id:06d}" if later else f"r{range_id:06d}", rejected,
-               landing.source, landing.key_columns)
-    _write_stats(stats_dir, landing.stats_key, range_id, total)
+    sink.write(landing.name, f"r{range_id:06d}", rejected, landing.source, landing.key_columns)
+    _write_stats(stats_dir, landing.name, range_id, total)
 
 
 def land_range(landing: RangeSource, sink: RejectSink, stats_dir: str, range_id: int, low: int, high: int) -> int:
