@@ -342,32 +342,51 @@ def table_rows(record: dict[str, Any]) -> list[str]:
         raw = f" ({found['ratio_to_raw_x_cores']:.2f} of raw × cores)" if "ratio_to_raw_x_cores" in found else ""
         rows.append(
             f"| {record['size']} | {record['shape']}{' (Spark joins)' if name == 'joins' else ''} | "
-            f"{found['rows_read']:,} | {peer['wall_s']:.1f} s / {peer['peak_rss_mb']:,} MB | "
-            f"{found['wall_s']:.1f} s / {found['peak_rss_mb']:,} MB | {found['best_job_s']:.1f} s | "
-            f"{found.get('worker_hwm_mb', 0):,} MB | **{found['ratio_whole_process']:.2f}**{raw} | "
-            f"{found['ratio_job']:.2f} | {'/'.join(f'{x:g}' for x in record['load_at_start'])} |")
+            f"{found['rows_read']:,} | {peer['wall_s']:.1f} s, {peer['cpu_s']:.1f} s CPU, {peer['peak_rss_mb']:,} MB | "
+            f"{found['wall_s']:.1f} s, {found['cpu_s']:.1f} s CPU, {found['peak_rss_mb']:,} MB | "
+            f"{found['best_job_s']:.1f} s | {found.get('worker_hwm_mb', 0):,} MB | "
+            f"**{found['ratio_whole_process']:.2f}**{raw} | {found['ratio_job']:.2f} | "
+            f"{peer['cpu_s'] / found['cpu_s']:.2f} | {'/'.join(f'{x:g}' for x in record['load_at_start'])} |")
     return rows
 
 
-TABLE_HEAD = ("| size | shape | rows read | peer: whole process / peak | ingest: whole process / peak | ingest job | "
-              "largest worker | speed, whole process | speed, job | load |\n"
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+TABLE_HEAD = ("| size | shape | rows read | peer: whole process, CPU, peak | ingest: whole process, CPU, peak | "
+              "ingest job | largest worker | speed, whole process | speed, job | CPU ratio | load |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+
+
+def print_table(since: str) -> None:
+    """The table of the latest record per size and shape in bench/results/ingest.jsonl since ``since``
+    (an ISO time): cells measured by several invocations read as one table."""
+    from bench.common import RESULTS
+
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for line in (RESULTS / "ingest.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "shape" in record and record["at"] >= since:
+            latest[(record["size"], record["shape"])] = record
+    ordered = sorted(latest.values(), key=lambda r: (r["default"]["rows_read"] // 10**5, SHAPES.index(r["shape"])))
+    print("\n".join([TABLE_HEAD, *(row for record in ordered for row in table_rows(record))]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "peer"))
+    parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "peer", "table"))
     parser.add_argument("--sizes", default="250000,1000000,2000000", help="catalog tracks, comma-separated")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
     parser.add_argument("--data", type=Path, default=Path("data/bench"), help="root of the generated dumps")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--joins", action="store_true", help="also the Spark-join path, sample shape, largest size")
+    parser.add_argument("--since", default="", help="table: records at or after this ISO time")
     parser.add_argument("--queries", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode == "peer":
         args.out.write_text(json.dumps(peer(args.data.resolve(), json.loads(args.queries), args.cores)))
+        return
+    if args.mode == "table":
+        print_table(args.since)
         return
     sizes = sorted(int(size) for size in args.sizes.split(","))
     shapes = [shape for shape in args.shapes.split(",") if shape]
