@@ -266,12 +266,13 @@ def run_peer(data: Path, spotify: Path, queries: dict[str, str], threads: int) -
     return {**json.loads(out.read_text()), **_figures(run)}
 
 
-def run_ingest(data: Path, spotify: Path, cores: int, joins: bool) -> dict[str, Any]:
+def run_ingest(data: Path, spotify: Path, cores: int, joins: bool, more: tuple[str, ...] = ()) -> dict[str, Any]:
     warehouse, work = data / "bench-warehouse", data / "bench-work"
     shutil.rmtree(warehouse, ignore_errors=True)
     sets = {"paths.spotify": spotify, "paths.musicbrainz": MB_FIXTURE, "paths.warehouse": warehouse,
             "paths.work": work, "spark.master": f"local[{cores}]", "ingest.quick_check": "false",
-            **({"ingest.in_task_lookup_max_tracks": 0} if joins else {})}
+            **({"ingest.in_task_lookup_max_tracks": 0} if joins else {}),
+            **dict(setting.split("=", 1) for setting in more)}
     argv = [str(ROOT / "spark-submit.sh"), "ingest", "--json", "--force"]
     for key, value in sets.items():
         argv += ["--set", f"{key}={value}"]
@@ -314,7 +315,7 @@ def bench_cell(data: Path, shape: str, args: argparse.Namespace, joins: bool) ->
         if "peer_1" in runs:
             runs["peer_1"].append(run_peer(data, spotify, queries, 1))
         for name, forced in paths:
-            runs[name].append(run_ingest(data, spotify, args.cores, forced))
+            runs[name].append(run_ingest(data, spotify, args.cores, forced, tuple(args.ingest_set)))
     best = {name: _best(found, "wall_s") for name, found in runs.items()}
     peer_s = best["peer"]["wall_s"]
     for name, _ in paths:
@@ -326,6 +327,7 @@ def bench_cell(data: Path, shape: str, args: argparse.Namespace, joins: bool) ->
             raw = best["peer_1"]["rows"] / best["peer_1"]["wall_s"]
             found["ratio_to_raw_x_cores"] = round(found["rows_read"] / found["wall_s"] / (raw * args.cores), 3)
     record = {"size": data.name, "shape": shape, "cores_assumed": args.cores, "load_at_start": loads,
+              "ingest_set": list(args.ingest_set),
               "peer_queries": {t: q for t, q in queries.items() if q != f"SELECT * FROM {t}"}, **best}
     write_result("ingest", record)
     return record
@@ -363,7 +365,7 @@ def print_table(since: str) -> None:
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for line in (RESULTS / "ingest.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if "shape" in record and record["at"] >= since:
+        if "shape" in record and record["at"] >= since and not record.get("ingest_set"):
             latest[(record["size"], record["shape"])] = record
     ordered = sorted(latest.values(), key=lambda r: (r["default"]["rows_read"] // 10**5, SHAPES.index(r["shape"])))
     print("\n".join([TABLE_HEAD, *(row for record in ordered for row in table_rows(record))]))
@@ -378,6 +380,8 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--joins", action="store_true", help="also the Spark-join path, sample shape, largest size")
+    parser.add_argument("--ingest-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="another --set for the ingest runs (e.g. spark.quick_jit_jobs=none: C2 JIT)")
     parser.add_argument("--since", default="", help="table: records at or after this ISO time")
     parser.add_argument("--queries", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
