@@ -17,7 +17,7 @@ its five tables.
   with its own ADBC connection, taking the next key range of a table (largest first; four ranges per
   core, so the big table is shared) and running ``SELECT * FROM t WHERE rowid BETWEEN ? AND ?`` through
   the ADBC SQLite driver (65,536-row batches) into an Arrow table, which it then drops. Threads, not
-  processes: the driver reads with the GIL released (2 threads: 1.8x one), and one process holds one copy
+  processes: the driver reads with the GIL released (2 threads: 1.5-1.8x one), and one process holds one copy
   of pyarrow. A column the driver cannot type (the release's REAL columns hold the text 'n/a': "Type
   mismatch in column 10") is read ``CAST(… AS TEXT)``, found by an untimed probe. On the ``sample``
   shape also run on one thread: "raw × cores" is that rate times the cores, the reference of the
