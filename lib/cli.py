@@ -174,6 +174,52 @@ def decode_config(text: str) -> Config:
     return Config.from_json(base64.urlsafe_b64decode(text.encode()).decode())
 
 
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+CDS_QUIET = ("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+
+
+def class_archive(java_home: str | None = None) -> Path | None:
+    """Where the driver JVM's class-data-sharing archive lives: one per JDK and set of Spark jars (a JVM
+    ignores an archive made by another build, silently with ``CDS_QUIET``); None without java or pyspark."""
+    import hashlib
+    import importlib.util
+    import shutil
+
+    java_home = java_home if java_home is not None else os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    spec = importlib.util.find_spec("pyspark")
+    if not java or not Path(java).exists() or spec is None or spec.origin is None:
+        return None
+    binary = Path(java).resolve()
+    digest = hashlib.sha256(f"{binary}:{binary.stat().st_size}:{binary.stat().st_mtime_ns}".encode())
+    for jar in sorted((Path(spec.origin).parent / "jars").glob("*.jar")):
+        digest.update(f"{jar.name}:{jar.stat().st_size}".encode())
+    return ROOT / "build" / "jvm" / f"spark-{digest.hexdigest()[:16]}.jsa"
+
+
+def pending_archive(archive: Path) -> Path:
+    """The file a run that makes the archive writes at exit (renamed to ``archive`` once it succeeded)."""
+    return archive.with_name(f"{archive.name}.{os.getpid()}.tmp")
+
+
+def driver_java_options(config: Config, job: str) -> list[str]:
+    """The driver JVM's options: log4j config, C1-only compilation for ``spark.quick_jit_jobs``, and the class
+    archive (used when present, else written at exit: ``launch`` publishes it), then the user's own."""
+    options = [f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"]
+    if job in config.spark.quick_jit_jobs:
+        options.append("-XX:TieredStopAtLevel=1")
+    archive = class_archive() if config.spark.class_archive and config.spark.deploy_mode == "client" else None
+    if archive is not None:
+        if archive.is_file():
+            options += [f"-XX:SharedArchiveFile={archive}", *CDS_QUIET]
+        else:
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            options += [f"-XX:ArchiveClassesAtExit={pending_archive(archive)}", *CDS_QUIET]
+    if config.spark_conf.get(DRIVER_JAVA_OPTIONS):
+        options.append(str(config.spark_conf[DRIVER_JAVA_OPTIONS]))
+    return options
+
+
 def spark_submit_command(invocation: Invocation, config: Config, app_zip: Path) -> list[str]:
     spark_submit = Path(sys.executable).parent / "spark-submit"
     command = [
@@ -184,12 +230,12 @@ def spark_submit_command(invocation: Invocation, config: Config, app_zip: Path) 
         "--driver-memory", config.spark.driver_memory,
         "--py-files", str(app_zip),
     ]
-    log_conf = ROOT / "conf" / "log4j2.properties"
-    command += ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{log_conf}"]
+    command += ["--driver-java-options", " ".join(driver_java_options(config, invocation.job))]
     if config.spark.executor_memory:
         command += ["--executor-memory", config.spark.executor_memory]
     for key, val in sorted(session_conf(config).items()):
-        command += ["--conf", f"{key}={val}"]
+        if key != DRIVER_JAVA_OPTIONS:  # merged into --driver-java-options
+            command += ["--conf", f"{key}={val}"]
     command += [str(ROOT / "driver.py"), invocation.job, encode_config(config)]
     if invocation.json:
         command.append("--json")
@@ -249,6 +295,7 @@ def launch(command: list[str], invocation: Invocation) -> int:
     except KeyboardInterrupt:
         child.send_signal(signal.SIGINT)
         code = child.wait()
+    publish_archive(command, code)
     if summary_file.is_file():
         from lib.console import render
 
@@ -256,6 +303,19 @@ def launch(command: list[str], invocation: Invocation) -> int:
         summary_file.unlink()
         print(text if invocation.json else render(json.loads(text)))
     return code if code >= 0 else EXIT_FAILED
+
+
+def publish_archive(command: list[str], code: int) -> None:
+    """After a run that wrote the class archive: keep it when the run succeeded (the JVM wrote it whole at
+    exit), else drop it; a concurrent run that published one first is simply replaced."""
+    options = command[command.index("--driver-java-options") + 1] if "--driver-java-options" in command else ""
+    for option in options.split():
+        if option.startswith("-XX:ArchiveClassesAtExit="):
+            written = Path(option.split("=", 1)[1])
+            if code == 0 and written.is_file() and written.stat().st_size > 0:
+                os.replace(written, written.with_name(written.name.rsplit(".", 2)[0]))
+            else:
+                written.unlink(missing_ok=True)
 
 
 def config_deploy_mode(command: list[str]) -> str:

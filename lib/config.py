@@ -83,6 +83,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                            ("auto", "true", "false")),
         "event_log": _b(False, "write Spark event logs to paths.work/spark-events (open them with the history "
                                "server, see README)"),
+        "class_archive": _b(True, "./spark-submit.sh: the driver JVM (client mode) maps Spark's classes from a "
+                                  "class-data-sharing archive that its first run writes under build/jvm "
+                                  "(measured: a third less JVM CPU per run)"),
+        "quick_jit_jobs": Setting("str_list", ["ingest"], "./spark-submit.sh: jobs whose driver JVM compiles with "
+                                  "C1 only (-XX:TieredStopAtLevel=1): their JVM mostly schedules Python tasks, and "
+                                  "C2's compilations cost more CPU than they save (docs/benchmarks.md)"),
     },
     # Free-form: any Spark property, passed through as --conf key=value.
     "spark_conf": {},
@@ -112,8 +118,14 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "rows_per_task": _i(500_000, "rows each SQLite range task reads", minimum=1),
         "quick_check": _b(True, "run SQLite's PRAGMA quick_check on every input before reading"),
         "in_task_lookup_max_tracks": _i(
-            20_000_000, "tracks and playlist rows resolve their rowid links inside the reading tasks up to this "
-            "many catalog tracks (each Python worker holds ~35 bytes per track); above it, Spark joins", minimum=0),
+            -1, "artists, tracks and playlist rows resolve their rowid links inside the reading tasks when every "
+            "Python worker can hold the catalog's lookups, else Spark joins: -1 decides by memory "
+            "(ingest.worker_memory_mb against ~170 bytes per catalog track, docs/benchmarks.md); N >= 0 uses "
+            "the in-task lookups up to N catalog tracks (0: always Spark joins)", minimum=-1),
+        "worker_memory_mb": _i(
+            0, "memory one Python worker may use, for the memory rule of ingest.in_task_lookup_max_tracks (0: "
+            "spark.executor.pyspark.memory per executor core, else the executor memory overhead per core; in "
+            "local mode half the memory the driver heap leaves, per core)"),
     },
     "cooccurrence": {
         "min_playlist_size": _i(5, "smallest qualifying playlist (distinct tracks)", minimum=1),

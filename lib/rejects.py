@@ -128,10 +128,18 @@ def split_rejects(frame: Any, table: str, sink: RejectSink, source: str, key_col
     return frame.mapInArrow(split, out_schema)
 
 
-def counts_by_reason(spark: Any, staged: delta.StagedWrite) -> dict[str, dict[str, int]]:
-    """{table: {reason: rows}} of a staged rejects write (read from its small side files)."""
-    frame = delta.read_staged(spark, staged)
+def counts_by_reason(staged: delta.StagedWrite) -> dict[str, dict[str, int]]:
+    """{table: {reason: rows}} of a staged rejects write, from the ``reason`` column of its side files read
+    with pyarrow: a run's rejects are a few small files, not worth a Spark job."""
+    import pyarrow.compute as pc
+
+    fs, root = delta.filesystem(staged.uri)
     result: dict[str, dict[str, int]] = {}
-    for row in frame.groupBy("table", "reason").count().collect():
-        result.setdefault(row["table"], {})[row["reason"]] = row["count"]
+    for add in staged.adds:
+        table = add.partition_values["table"]
+        assert table is not None
+        reasons = pq.read_table(posixpath.join(root, add.path), columns=["reason"], filesystem=fs).column("reason")
+        counts = result.setdefault(table, {})
+        for item in pc.value_counts(reasons).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return result

@@ -4,10 +4,12 @@
    and checked (SQLite header and quick_check, required tables and columns; mbdump files and layout).
    Any problem stops the job with the file named, and no table gets a new version.
 2. Every table is read in key ranges by executor tasks that write Parquet with pyarrow (one Spark job
-   per group of tables, largest ranges first). Tables that need no Spark transformation land straight
-   in their bronze staging folder. Tracks (album, artists) and playlist rows (track) resolve their rowid
-   links while they are read, from per-worker copies of the ingested ids (track_lookup.py), or, for a
-   catalog too big for that, land under ``paths.work`` and Spark resolves them with joins.
+   per group of tables, largest ranges first): SQLite tables by rowid ranges, MusicBrainz files by byte
+   ranges (musicbrainz.py). Tables that need no Spark transformation land straight in their bronze
+   staging folder. Artists (genres), tracks (album, artists) and playlist rows (track) resolve their
+   rowid links while they are read, from per-worker copies of the ingested ids (track_lookup.py), or,
+   for a catalog too big for that, land under ``paths.work`` and Spark resolves them with joins. So a
+   catalog that fits runs three Spark jobs in all: everything without links, tracks, playlist rows.
 3. Everything is committed at the end, the quarantine (``bronze/_rejects``) included.
 """
 
@@ -15,18 +17,27 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.ingest import sources, transforms
-from jobs.ingest.track_lookup import ID_PAIRS, ArtistLinks, ParquetFiles, TrackAssembly, TrackIdLookup
+from jobs.ingest import musicbrainz, sources, transforms
+from jobs.ingest.track_lookup import (
+    ID_PAIRS,
+    ArtistGenres,
+    ArtistLinks,
+    ParquetFiles,
+    TrackAssembly,
+    TrackIdLookup,
+    lookup_memory,
+)
 from lib import delta
 from lib.config import Config
 from lib.errors import InputError, JobError
@@ -40,6 +51,7 @@ from lib.sources.sqlite import (
     Landing,
     LinkResolver,
     RangeQuery,
+    RangeSource,
     RangeStats,
     check_database,
     collect_stats,
@@ -137,14 +149,22 @@ class IngestRun:
     def to_bronze(self, query: RangeQuery, table: str, key: str = "rowid",
                   resolver: LinkResolver | None = None) -> Landing:
         """Rows that go into bronze ``query.name`` as the tasks write them (pyarrow, zstd)."""
+        schema = resolver.output_schema(query.arrow_schema()) if resolver else query.arrow_schema()
+        return Landing(query, self.ranges(query, table, key), self.bronze_staging(query.name, schema), resolver)
+
+    def musicbrainz(self, dump: mbdump.MbDump) -> list[RangeSource]:
+        """Every MusicBrainz table, landed straight into bronze by the tasks."""
+        return [musicbrainz.landing(dump, table, self.bronze_staging(table, musicbrainz.arrow_schema(table)))
+                for table in transforms.MB_TABLES]
+
+    def bronze_staging(self, table: str, schema: pa.Schema) -> str:
+        """Plan the write of bronze ``table`` from the schema its tasks write; the folder they write to."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        uri, write_id = self.uri(query.name), delta.new_write_id()
-        landing = Landing(query, self.ranges(query, table, key), delta.staging_path(uri, write_id), resolver)
-        _check_contract(from_arrow_schema(landing.arrow_schema), query.name)
-        self.pending[query.name] = (delta.plan_write(uri, from_arrow_schema(landing.arrow_schema), "overwrite"),
-                                    write_id)
-        return landing
+        uri, write_id = self.uri(table), delta.new_write_id()
+        _check_contract(from_arrow_schema(schema), table)
+        self.pending[table] = (delta.plan_write(uri, from_arrow_schema(schema), "overwrite"), write_id)
+        return delta.staging_path(uri, write_id)
 
     def to_landing(self, query: RangeQuery, table: str, key: str = "rowid") -> Landing:
         """Rows that Spark transforms before they become bronze (``landed`` reads them)."""
@@ -153,18 +173,18 @@ class IngestRun:
     def landing_folder(self, query: RangeQuery) -> str:
         return f"{self.landing_dir}/{query.name}"
 
-    def land(self, *landings: Landing) -> None:
+    def land(self, *landings: RangeSource) -> None:
         """One Spark job for all ``landings``; bronze ones are staged right after."""
         started = time.perf_counter()
         for landing in landings:
-            self.read_stats.setdefault(landing.query.name, RangeStats())
+            self.read_stats.setdefault(landing.name, RangeStats())
         written = land_ranges(self.spark, landings, self.sink, self.stats_dir)
         log.info("landed %s in %.1f s", ", ".join(f"{name} ({rows:,} rows)" for name, rows in written.items()),
                  time.perf_counter() - started)
         for landing in landings:
-            if landing.query.name in self.pending:
-                plan, write_id = self.pending.pop(landing.query.name)
-                self.frame.add_staged(f"bronze/{landing.query.name}", delta.stage_files(plan, write_id))
+            if landing.name in self.pending:
+                plan, write_id = self.pending.pop(landing.name)
+                self.frame.add_staged(f"bronze/{landing.name}", delta.stage_files(plan, write_id))
 
     def landed(self, query: RangeQuery) -> DataFrame:
         schema = query.spark_schema()
@@ -191,20 +211,6 @@ class IngestRun:
         shutil.rmtree(self.sink.staging_dir, ignore_errors=True)
 
 
-def alongside(spark: SparkSession, main: Callable[[], None], side: Callable[[], None]) -> None:
-    """Run two independent parts of the job at once (Spark takes jobs from several driver threads):
-    with two cores and stages that each leave some idle, the pair finishes sooner than one after the
-    other. A failure of either cancels the other's Spark jobs and is raised."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        side_done = pool.submit(side)
-        try:
-            main()
-            side_done.result()
-        except BaseException:
-            spark.sparkContext.cancelAllJobs()
-            raise
-
-
 def _check_contract(schema: StructType, table: str) -> None:
     """Tables landed straight into bronze skip ``conform``: their rows must already list the contract first."""
     wanted = contract("bronze", table)
@@ -217,37 +223,43 @@ def _check_contract(schema: StructType, table: str) -> None:
 # Layouts
 
 
-def ingest_real(run: IngestRun, files: dict[str, Path]) -> None:
+def ingest_real(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSource] = ()) -> None:
+    """``more``: other landings (MusicBrainz) that share the first Spark job."""
     q = sources.real_queries(files)
     link_free = (run.to_bronze(q.albums, "albums"), run.to_bronze(q.audio_features, "track_audio_features"),
                  run.to_bronze(q.playlists, "playlists"))
-    linked = (run.to_landing(q.artists, "artists"), run.to_landing(q.artist_genres, "artist_genres"),
-              run.to_landing(q.track_artists, "track_artists"))
+    links = (run.to_landing(q.artist_genres, "artist_genres"), run.to_landing(q.track_artists, "track_artists"))
     # Tracks and playlist rows resolve their links while they are read when every worker can hold the
     # catalog (its size estimated from the planned ranges); otherwise they land and Spark joins them.
     planned_tracks = sum(rows for _, _, rows in run.ranges(q.tracks, "tracks"))
-    if planned_tracks > run.config.ingest.in_task_lookup_max_tracks:
-        run.land(*link_free, *linked, run.to_landing(q.tracks, "tracks"),
+    memory = lookup_memory(run.spark, planned_tracks, run.config.ingest.in_task_lookup_max_tracks,
+                           run.config.ingest.worker_memory_mb)
+    run.frame.metrics["link_resolution"] = {"path": "in_task" if memory.fits else "spark_joins", **memory.to_dict()}
+    if not memory.fits:
+        run.land(*link_free, *links, *more, run.to_landing(q.artists, "artists"), run.to_landing(q.tracks, "tracks"),
                  run.to_landing(q.playlist_tracks, "playlist_tracks", "playlist_rowid"))
         stage_artists(run, q)
         stage_tracks_by_join(run, q)
         stage_playlist_tracks_by_join(run, q)
         return
-    run.land(*link_free, *linked)
+    # Artists get their genres while read (each worker reads the genre rows itself), in the first job.
+    run.land(*link_free, *links, *more, run.to_bronze(q.artists, "artists", resolver=ArtistGenres(q.artist_genres)))
+    # The staged artists are exactly the ingested ones: rows that fail the checks were quarantined while read.
+    artists = ParquetFiles.staged(run.staged["spotify_artists"])
+    track_links = ParquetFiles.landed(run.landing_folder(q.track_artists))
+    run.land(run.to_bronze(q.tracks, "tracks", resolver=TrackAssembly(
+        ParquetFiles.staged(run.staged["spotify_albums"]), artists, track_links)))
+    tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
 
-    def resolve_while_reading() -> None:
-        # The landed artists are exactly the ingested ones: rows that fail the checks are quarantined
-        # while read, so the tracks need not wait for the artists' Spark stage.
-        artists = ParquetFiles.landed(run.landing_folder(q.artists))
-        links = ParquetFiles.landed(run.landing_folder(q.track_artists))
-        run.land(run.to_bronze(q.tracks, "tracks", resolver=TrackAssembly(
-            ParquetFiles.staged(run.staged["spotify_albums"]), artists, links)))
-        tracks = ParquetFiles.staged(run.staged["spotify_tracks"])
+    def orphans() -> dict[str, int]:
         ingested = tracks.read(ID_PAIRS["track"]).column("track_rowid").to_numpy()
-        run.noted["spotify_tracks"] = ArtistLinks.load(links, artists).orphans(ingested)
-        run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
+        return ArtistLinks.load(track_links, artists).orphans(ingested)
 
-    alongside(run.spark, resolve_while_reading, lambda: stage_artists(run, q))
+    # The driver counts the orphaned links (seconds of numpy on a large catalog) while the cores read.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counted = pool.submit(orphans)
+        run.land(run.to_bronze(q.playlist_tracks, "playlist_tracks", "playlist_rowid", resolver=TrackIdLookup(tracks)))
+        run.noted["spotify_tracks"] = counted.result()
 
 
 def stage_artists(run: IngestRun, q: sources.RealQueries) -> None:
@@ -255,7 +267,7 @@ def stage_artists(run: IngestRun, q: sources.RealQueries) -> None:
 
 
 def stage_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
-    """For catalogs above ``ingest.in_task_lookup_max_tracks``: Spark joins on the landed rows."""
+    """For catalogs whose lookups do not fit a worker (``lookup_memory``): Spark joins on the landed rows."""
     links = transforms.artist_lists(
         run.landed(q.track_artists), run.staged_frame("spotify_artists", "artist_rowid", "artist_id")
     )
@@ -273,7 +285,7 @@ def stage_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
 
 
 def stage_playlist_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> None:
-    """For catalogs above ``ingest.in_task_lookup_max_tracks``: a Spark join on the landed rows."""
+    """For catalogs whose lookups do not fit a worker: a Spark join on the landed rows."""
     rows = transforms.resolve_playlist_tracks(
         run.landed(q.playlist_tracks), run.staged_frame("spotify_tracks", "track_rowid", "track_id")
     )
@@ -284,9 +296,10 @@ def stage_playlist_tracks_by_join(run: IngestRun, q: sources.RealQueries) -> Non
     run.stage("spotify_playlist_tracks", rows)
 
 
-def ingest_spec(run: IngestRun, files: dict[str, Path]) -> None:
+def ingest_spec(run: IngestRun, files: dict[str, Path], more: Sequence[RangeSource] = ()) -> None:
     q = sources.spec_queries(files)
     run.land(
+        *more,
         run.to_bronze(q.albums, "albums"),
         run.to_landing(q.artists, "artists"),
         run.to_landing(q.tracks, "tracks"),
@@ -301,15 +314,6 @@ def ingest_spec(run: IngestRun, files: dict[str, Path]) -> None:
                            run.sink, q.tracks.db_path, ("track_id",))
     run.stage("spotify_tracks", tracks)
     run.stage("spotify_playlist_tracks", transforms.spec_playlist_tracks(run.landed(q.playlist_tracks)))
-
-
-def ingest_musicbrainz(run: IngestRun, dump: mbdump.MbDump) -> None:
-    for bronze_table, (dump_table, columns) in transforms.MB_TABLES.items():
-        parsed = mbdump.read_table(run.spark, dump, dump_table, [(src, kind) for src, _, kind in columns])
-        rows = transforms.mb_rows(parsed, bronze_table)
-        key = columns[0][1]
-        rows = split_rejects(rows, bronze_table, run.sink, str(dump.table_file(dump_table)), (key,))
-        run.stage(bronze_table, rows.drop("raw_line"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,13 +338,13 @@ def build(frame: Run) -> None:
     try:
         spotify = ingest_real if config.paths.spotify_layout == "real" else ingest_spec
         with frame.timed("land_and_stage"):
-            alongside(run.spark, lambda: spotify(run, files), lambda: ingest_musicbrainz(run, dump))
+            spotify(run, files, run.musicbrainz(dump))
         for name in run.read_stats:
             run.read_stats[name] = collect_stats(run.stats_dir, name)
         with frame.timed("quarantine"):
             rejects = frame.add_staged(f"bronze/{REJECTS_TABLE}",
                                        run.sink.stage(run.spark, sorted({*run.staged, *run.read_stats})))
-            rejected = counts_by_reason(run.spark, rejects)
+            rejected = counts_by_reason(rejects)
     except BaseException:
         run.discard()
         raise
@@ -361,6 +365,8 @@ def _summarize(run: IngestRun, rejected: dict[str, dict[str, int]]) -> None:
             entry["rows"] = run.staged[name].rows
         if stats is not None:
             entry["rows_read"] = stats.read
+            if stats.read_exactly:
+                entry["rows_read_by_exact_sql"] = stats.read_exactly  # windows the plain read could not type
             if stats.excluded:
                 entry["excluded"] = stats.excluded
                 for reason, rows in stats.excluded.items():

@@ -11,7 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.sources.sqlite import Column, RangeQuery, TableRequirement, base62_id_rejects, range_rejects
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lib.sources.sqlite import (
+    ArrowExpr,
+    Column,
+    KeyLookup,
+    RangeQuery,
+    TableRequirement,
+    base62_id_rejects,
+    equals_check,
+    null_check,
+    null_if,
+    range_rejects,
+)
 
 REAL_FILES = {
     "clean": "spotify_clean.sqlite3",
@@ -99,6 +113,17 @@ RELEASE_YEAR = (
     "CASE WHEN substr(release_date, 1, 4) GLOB '[0-9][0-9][0-9][0-9]' "
     "THEN CAST(substr(release_date, 1, 4) AS INTEGER) END"
 )
+
+
+def _release_year(release_date: pa.Array) -> pa.Array:
+    """RELEASE_YEAR in Arrow."""
+    head = pc.utf8_slice_codeunits(release_date, 0, 4)
+    digits = pc.fill_null(pc.match_substring_regex(head, "^[0-9]{4}$"), False)
+    return pc.if_else(digits, head, pa.scalar(None, pa.string())).cast(pa.int64())
+
+
+RELEASE_YEAR_ARROW = ArrowExpr((("release_date", "string"),), _release_year)
+ADDED_AT = null_if("pt.added_at", 0)  # playlist rows: unix seconds, 0 where the release did not know
 POPULARITY = range_rejects("popularity", "popularity", 0, 100)
 
 FEATURE_COLUMNS = (
@@ -139,7 +164,7 @@ def real_queries(files: dict[str, Path]) -> RealQueries:
                 Column("album_id", "id"), Column("name", "name"), Column("album_type", "album_type"),
                 Column("label", "label"), Column("release_date", "release_date"),
                 Column("release_date_precision", "release_date_precision"),
-                Column("release_year", RELEASE_YEAR, "int", check_numeric=False),
+                Column("release_year", RELEASE_YEAR, "int", check_numeric=False, arrow=RELEASE_YEAR_ARROW),
                 Column("total_tracks", "total_tracks", "int"), Column("upc", "external_id_upc"),
                 Column("popularity", "popularity", "int"), Column("album_rowid", "rowid", "long"),
                 Column("fetched_at", "fetched_at", "timestamp_ms"),
@@ -161,7 +186,8 @@ def real_queries(files: dict[str, Path]) -> RealQueries:
             "artist_genres", clean, "artist_genres", "rowid",
             (Column("artist_rowid", "artist_rowid", "long"), Column("genre", "genre"),
              Column("link_order", "rowid", "long")),
-            rejects=(("artist_rowid is NULL", "artist_rowid IS NULL"), ("genre is NULL", "genre IS NULL")),
+            rejects=(null_check("artist_rowid is NULL", "artist_rowid", kind="long"),
+                     null_check("genre is NULL", "genre")),
             key_columns=("link_order",),
         ),
         tracks=RangeQuery(
@@ -180,14 +206,14 @@ def real_queries(files: dict[str, Path]) -> RealQueries:
             "track_artists", clean, "track_artists", "rowid",
             (Column("track_rowid", "track_rowid", "long"), Column("artist_rowid", "artist_rowid", "long"),
              Column("link_order", "rowid", "long")),
-            rejects=(("track_rowid or artist_rowid is NULL", "track_rowid IS NULL OR artist_rowid IS NULL"),),
+            rejects=(null_check("track_rowid or artist_rowid is NULL", "track_rowid", "artist_rowid", kind="long"),),
             key_columns=("link_order",),
         ),
         audio_features=RangeQuery(
             "spotify_audio_features", features, "track_audio_features", "rowid",
             (Column("track_id", "track_id"), *FEATURE_COLUMNS, Column("fetched_at", "fetched_at", "timestamp_ms")),
             rejects=tuple(base62_id_rejects("track_id", "track_id")),
-            excludes=(("null_response", "null_response = 1"),),
+            excludes=(equals_check("null_response", "null_response", 1),),
             key_columns=("track_id",),
         ),
         playlists=RangeQuery(
@@ -210,17 +236,19 @@ def real_queries(files: dict[str, Path]) -> RealQueries:
                 Column("track_rowid", "pt.track_rowid", "long"),
                 Column("track_ref", "pt.id_if_not_in_tracks_table"),
                 # added_at is unix seconds; 0 means the release did not know it.
-                Column("added_at", "NULLIF(pt.added_at, 0)", "timestamp_s"),
+                Column("added_at", ADDED_AT[0], "timestamp_s", arrow=ADDED_AT[1]),
                 Column("playlist_rowid", "pt.playlist_rowid", "long"),
             ),
             rejects=(
-                ("playlist_rowid has no playlist", "p.id IS NULL"),
-                ("neither track_rowid nor id_if_not_in_tracks_table",
-                 "pt.track_rowid IS NULL AND pt.id_if_not_in_tracks_table IS NULL"),
+                null_check("playlist_rowid has no playlist", "p.id"),
+                null_check("neither track_rowid nor id_if_not_in_tracks_table",
+                           ("pt.track_rowid", "long"), "pt.id_if_not_in_tracks_table", every=True),
                 *base62_id_rejects("pt.id_if_not_in_tracks_table", "id_if_not_in_tracks_table", nullable=True),
             ),
-            excludes=(("episode", "pt.is_episode = 1"), ("local file", "pt.is_local = 1")),
+            excludes=(equals_check("episode", "pt.is_episode", 1), equals_check("local file", "pt.is_local", 1)),
             key_columns=("playlist_rowid", "position"),
+            # The plain read takes playlists.id by position instead of SQLite's per-row join.
+            plain_from="playlist_tracks pt", lookups=(KeyLookup("p", "playlists"),),
         ),
     )
 
@@ -244,7 +272,7 @@ def spec_queries(files: dict[str, Path]) -> SpecQueries:
                 Column("album_id", "id"), Column("name", "name"), Column("album_type", "album_type"),
                 Column("label", "label"), Column("release_date", "release_date"),
                 Column("release_date_precision", "release_date_precision"),
-                Column("release_year", RELEASE_YEAR, "int", check_numeric=False),
+                Column("release_year", RELEASE_YEAR, "int", check_numeric=False, arrow=RELEASE_YEAR_ARROW),
                 Column("total_tracks", "total_tracks", "int"), Column("upc", "upc"),
                 Column("popularity", "NULL", "int"),
             ),

@@ -1,16 +1,17 @@
-"""Resolving the release's rowid links inside the reading tasks, when the catalog is small enough.
+"""Resolving the release's rowid links inside the reading tasks, when the catalog's lookups fit a worker.
 
-Tracks link to albums (``album_rowid``) and artists (``track_artists``); playlist rows link to tracks
-(``track_rowid``). For a catalog of a few million tracks every Python worker can hold the ingested
-rows' ``(rowid, id)`` pairs as dense arrays (~35 bytes per track) and the artist links grouped by
-track, so the tracks and the playlist rows are resolved by array lookups while they are read: no
-second pass, no shuffle. Above ``ingest.in_task_lookup_max_tracks`` (the release's 256M tracks) the
-rows land first and Spark joins them (``transforms.resolve_tracks``, ``resolve_playlist_tracks``);
-both paths give the same rows, quarantine and counts (tests/jobs/test_ingest.py).
+Artists link to genres, tracks to albums (``album_rowid``) and artists (``track_artists``), playlist rows
+to tracks (``track_rowid``). When every Python worker can hold the ingested rows' ``(rowid, id)`` pairs as
+dense arrays and the artist links grouped by track (``lookup_memory``: ~170 bytes per catalog track at the
+peak), they are resolved by array lookups while the rows are read: no second pass, no shuffle. Otherwise
+(the release's 256M tracks on ordinary executors) the rows land first and Spark joins them
+(``transforms.resolve_tracks``, ``resolve_playlist_tracks``); both paths give the same rows, quarantine
+and counts (tests/jobs/test_ingest.py, test_ingest_paths.py).
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,66 @@ from jobs.ingest.transforms import (
 )
 from lib import delta, storage
 from lib.rejects import REJECT_COLUMN
+from lib.sources.sqlite import RangeQuery, key_bounds, read_range
+
+# The memory rule (``ingest.in_task_lookup_max_tracks = -1``). Measured with the sample generator's dumps,
+# local[2]: a Python worker's resident peak is ~255 MB with a 20K-track catalog, 398 MB with 1M tracks and
+# 517 MB with 2M (docs/benchmarks.md); the peak is the tracks phase (album and artist ids, the links grouped
+# by track, and the transient read of them), so ~130-170 bytes per catalog track on top of the worker.
+WORKER_BASE_BYTES = 300 << 20
+BYTES_PER_TRACK = 170
+LOCAL_MEMORY_SHARE = 0.5  # local mode: of the memory the driver heap leaves, shared by the cores' workers
+
+
+@dataclass(frozen=True)
+class LookupMemory:
+    """Whether the in-task lookups fit a Python worker, with the figures that decided it."""
+
+    planned_tracks: int
+    needed_bytes: int
+    worker_bytes: int | None  # None: decided by a fixed track limit
+    source: str
+
+    @property
+    def fits(self) -> bool:
+        return self.worker_bytes is not None and self.needed_bytes <= self.worker_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"planned_tracks": self.planned_tracks, "needed_mb": self.needed_bytes >> 20,
+                "worker_mb": None if self.worker_bytes is None else self.worker_bytes >> 20, "source": self.source}
+
+
+def worker_memory(spark: Any, configured_mb: int) -> tuple[int, str]:
+    """Memory one Python worker may use, and where the figure comes from."""
+    if configured_mb:
+        return configured_mb << 20, "ingest.worker_memory_mb"
+    context = spark.sparkContext
+    conf = context.getConf()
+    mib = context._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsMb
+    if context.master.startswith("local"):
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        heap = mib(conf.get("spark.driver.memory", "1g")) << 20
+        share = int(max(0, physical - heap) * LOCAL_MEMORY_SHARE / max(1, context.defaultParallelism))
+        cores = context.defaultParallelism
+        return share, f"local mode: {LOCAL_MEMORY_SHARE:g} x (machine - driver heap) / {cores} cores"
+    cores = int(conf.get("spark.executor.cores", "1"))
+    if conf.contains("spark.executor.pyspark.memory"):
+        return (mib(conf.get("spark.executor.pyspark.memory")) << 20) // cores, "spark.executor.pyspark.memory / cores"
+    executor = mib(conf.get("spark.executor.memory", "1g"))
+    overhead = mib(conf.get("spark.executor.memoryOverhead")) if conf.contains("spark.executor.memoryOverhead") \
+        else max(384, executor // 10)
+    return (overhead << 20) // cores, "executor memory overhead / cores"
+
+
+def lookup_memory(spark: Any, planned_tracks: int, track_limit: int, configured_mb: int) -> LookupMemory:
+    needed = WORKER_BASE_BYTES + BYTES_PER_TRACK * planned_tracks
+    if track_limit >= 0:
+        fits = planned_tracks <= track_limit
+        return LookupMemory(planned_tracks, needed, needed if fits else None,
+                            f"ingest.in_task_lookup_max_tracks = {track_limit:,}")
+    budget, source = worker_memory(spark, configured_mb)
+    return LookupMemory(planned_tracks, needed, budget, source)
+
 
 # What a worker process has loaded, reused by every task of the run (Python workers are reused).
 _LOADED: dict[Any, Any] = {}
@@ -76,7 +137,8 @@ class DenseIndex:
         if len(rowids) == 0:
             return cls(0, np.full(0, -1, dtype=np.int64))
         low = int(rowids.min())
-        positions = np.full(int(rowids.max()) - low + 1, -1, dtype=np.int64)
+        # int32 positions: 4 bytes per rowid of the span (a worker holds one per catalog track).
+        positions = np.full(int(rowids.max()) - low + 1, -1, dtype=np.int32 if len(rowids) < 2**31 else np.int64)
         positions[rowids - low] = np.arange(len(rowids))
         return cls(low, positions)
 
@@ -149,36 +211,16 @@ class TrackIdLookup:
 
 
 @dataclass(frozen=True)
-class ArtistLinks:
-    """The artist links grouped by track: for the sorted distinct ``tracks`` of the links, the resolved
-    artist ids in link order (``values`` sliced by ``offsets``) and the count of links to no ingested
-    artist."""
+class ListsByKey:
+    """Lists of strings by integer key: for the sorted distinct ``tracks`` (keys), ``values`` sliced by
+    ``offsets``."""
 
     tracks: np.ndarray
     offsets: np.ndarray
     values: pa.Array
-    unresolved: np.ndarray
-
-    @classmethod
-    def load(cls, links: ParquetFiles, artists: ParquetFiles) -> ArtistLinks:
-        table = links.read(LINKS)
-        index, artist_ids = _ids(artists.read(ID_PAIRS["artist"]), "artist_rowid", "artist_id")
-        track = table.column("track_rowid").to_numpy()
-        order = np.lexsort((table.column("link_order").to_numpy(), track))
-        track = track[order]
-        artist = index.find(table.column("artist_rowid").take(pa.array(order)))
-        tracks, group = np.unique(track, return_inverse=True)
-        resolved = artist >= 0
-        counts = np.bincount(group[resolved], minlength=len(tracks))
-        return cls(
-            tracks=tracks,
-            offsets=np.concatenate([[0], np.cumsum(counts)]),
-            values=artist_ids.take(pa.array(artist[resolved])),
-            unresolved=np.bincount(group[~resolved], minlength=len(tracks)),
-        )
 
     def groups(self, track_rowid: np.ndarray) -> np.ndarray:
-        """Group of each track, -1 for a track without links."""
+        """Group of each key, -1 for a key without a list."""
         group = np.searchsorted(self.tracks, track_rowid)
         inside = group < len(self.tracks)
         hit = np.zeros(len(track_rowid), dtype=bool)
@@ -186,13 +228,52 @@ class ArtistLinks:
         return np.where(hit, group, -1)
 
     def lists(self, group: np.ndarray) -> pa.Array:
-        """One list of artist ids per group (empty for -1)."""
+        """One list per group (empty for -1)."""
         has = group >= 0
         starts = np.where(has, self.offsets[np.maximum(group, 0)], 0)
         lengths = np.where(has, self.offsets[np.maximum(group, 0) + 1] - starts, 0)
         list_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
         take = np.repeat(starts - list_offsets[:-1], lengths) + np.arange(list_offsets[-1])
-        return pa.ListArray.from_arrays(pa.array(list_offsets), self.values.take(pa.array(take, pa.int64())))
+        return pa.ListArray.from_arrays(pa.array(list_offsets), self.items(pa.array(take, pa.int64())))
+
+    def items(self, positions: pa.Array) -> pa.Array:
+        return self.values.take(positions)
+
+
+def _grouped(keys: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the row order that sorts by ``(keys, order)``, the sorted distinct keys, each sorted row's group)."""
+    sorting = np.lexsort((order, keys))
+    distinct, group = np.unique(keys[sorting], return_inverse=True)
+    return sorting, distinct, group
+
+
+@dataclass(frozen=True)
+class ArtistLinks(ListsByKey):
+    """The artist links grouped by track: for the sorted distinct ``tracks`` of the links, the resolved
+    artists in link order (``values``: int32 positions in ``artist_ids``, 4 bytes a link instead of an id's
+    26) and the count of links to no ingested artist."""
+
+    unresolved: np.ndarray
+    artist_ids: pa.Array
+
+    def items(self, positions: pa.Array) -> pa.Array:
+        return self.artist_ids.take(self.values.take(positions))
+
+    @classmethod
+    def load(cls, links: ParquetFiles, artists: ParquetFiles) -> ArtistLinks:
+        table = links.read(LINKS)
+        index, artist_ids = _ids(artists.read(ID_PAIRS["artist"]), "artist_rowid", "artist_id")
+        order, tracks, group = _grouped(table.column("track_rowid").to_numpy(), table.column("link_order").to_numpy())
+        artist = index.find(table.column("artist_rowid").take(pa.array(order)))
+        resolved = artist >= 0
+        counts = np.bincount(group[resolved], minlength=len(tracks))
+        return cls(
+            tracks=tracks,
+            offsets=np.concatenate([[0], np.cumsum(counts)]),
+            values=pa.array(artist[resolved].astype(np.int32)),
+            unresolved=np.bincount(group[~resolved], minlength=len(tracks)).astype(np.int32),
+            artist_ids=artist_ids,
+        )
 
     def orphans(self, ingested_tracks: np.ndarray) -> dict[str, int]:
         """Counts for the link groups of tracks that were not ingested (quarantined or missing)."""
@@ -240,3 +321,42 @@ class TrackAssembly:
             ALBUM_UNRESOLVED: int(pc.sum(pc.and_(pc.is_valid(album_rowid), pc.is_null(album_id))).as_py() or 0),
         }
         return resolved, [], noted
+
+
+# ----------------------------------------------------------------------------------------------
+# Artists
+
+
+@dataclass(frozen=True)
+class ArtistGenres:
+    """A ``LinkResolver`` for the artists range query: each artist's genres in ``artist_genres`` row order
+    (``transforms.attach_genres``'s lists), from the genre rows every worker reads itself with the
+    artist_genres query (the rows that query keeps, so the quarantined ones give no genre)."""
+
+    genres: RangeQuery  # the artist_genres query
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        """The Spark path's column order: the contract (genres after popularity), then the extras."""
+        fields = [schema.field(n) for n in schema.names]
+        fields.insert(schema.get_field_index("popularity") + 1, pa.field("genres", pa.list_(pa.string())))
+        return pa.schema(fields)
+
+    def load(self) -> ListsByKey:
+        def build() -> ListsByKey:
+            bounds = key_bounds(self.genres.db_path, self.genres.from_clause, self.genres.key)
+            batches = [good for good, _, _ in read_range(self.genres, *bounds)] if bounds else []
+            table = pa.Table.from_batches(batches, schema=self.genres.arrow_schema())
+            order, artists, group = _grouped(table.column("artist_rowid").to_numpy(),
+                                             table.column("link_order").to_numpy())
+            counts = np.bincount(group, minlength=len(artists))
+            return ListsByKey(artists, np.concatenate([[0], np.cumsum(counts)]),
+                              table.column("genre").combine_chunks().take(pa.array(order)))
+
+        return _cached(self, build)
+
+    def __call__(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict[str, Any]], dict[str, int]]:
+        genres = self.load()
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["genres"] = genres.lists(genres.groups(batch.column("artist_rowid").to_numpy(zero_copy_only=False)))
+        schema = self.output_schema(batch.schema)
+        return pa.RecordBatch.from_arrays([columns[n] for n in schema.names], schema=schema), [], {}

@@ -12,10 +12,11 @@ sequence (``\\q``, ``a\\Nb``, a trailing ``\\``) is not COPY TO output: its line
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,184 @@ def read_table(spark: Any, dump: MbDump, table: str, columns: Sequence[tuple[str
         projected.append(typed.alias(name))
     reject = F.coalesce(*reasons) if len(reasons) > 1 else reasons[0]
     return lines.select(*projected, reject.alias("_reject"), "_line")
+
+
+# ----------------------------------------------------------------------------------------------
+# The Arrow reader ingest uses: the rows and reasons of ``read_table`` (tests/lib/test_mbdump_arrow.py
+# compares the two on generated lines), computed with pyarrow in a task instead of a Spark plan per table.
+# A Spark plan costs seconds of analysis and code generation per table even on a few hundred rows; the
+# Arrow reader costs milliseconds there and reads the full dump's files in parallel byte ranges.
+
+SPLIT_BYTES = 128 << 20  # bytes of a file per task
+BLOCK_BYTES = 32 << 20  # bytes parsed at once inside a task (whole lines)
+# Spark's string → integer cast trims these (UTF8String.trimAll: every char <= U+0020) and accepts an
+# optional sign and ASCII digits only.
+_CAST_TRIM = "".join(chr(c) for c in range(0x21))
+_INTEGER_RANGES = {"long": (-(2**63), 2**63 - 1), "int": (-(2**31), 2**31 - 1)}
+ARROW_KINDS = {"string": "string", "long": "int64", "int": "int32", "boolean": "bool"}
+
+
+def plan_splits(path: Path, split_bytes: int = SPLIT_BYTES) -> list[tuple[int, int, int]]:
+    """(start, end, estimated lines) byte ranges of ``path``, each starting right after a ``\\n`` (a line
+    start whatever the line ends are), so every line is read by exactly one range."""
+    size = path.stat().st_size
+    if size == 0:
+        return []
+    bounds = [0]
+    with path.open("rb") as handle:
+        sample = handle.read(1 << 16)
+        bytes_per_line = len(sample) / max(1, sample.count(b"\n"))
+        nominal = split_bytes
+        while nominal < size:
+            handle.seek(nominal)
+            position = nominal
+            while True:
+                chunk = handle.read(1 << 16)
+                newline = chunk.find(b"\n")
+                if not chunk or newline >= 0:
+                    break
+                position += len(chunk)
+            if not chunk or position + newline + 1 >= size:
+                break
+            bounds.append(position + newline + 1)
+            nominal = bounds[-1] + split_bytes
+    bounds.append(size)
+    return [(a, b, max(1, round((b - a) / bytes_per_line))) for a, b in itertools.pairwise(bounds)]
+
+
+def _lines(data: bytes) -> Any:
+    """The lines of ``data`` (whole lines) as Spark's text source splits them: at ``\\n``, ``\\r\\n`` and
+    ``\\r``, empty lines kept, no line after a final line end. Invalid UTF-8 becomes U+FFFD (Spark keeps the
+    bytes; PostgreSQL writes only valid UTF-8)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        text = pa.array([data], pa.large_binary()).cast(pa.large_string())
+    except pa.ArrowInvalid:
+        text = pa.array([data.decode("utf-8", "replace")], pa.large_string())
+    parts = pc.split_pattern_regex(text, r"\r\n|\r|\n") if b"\r" in data else pc.split_pattern(text, "\n")
+    lines = parts.flatten()
+    if data.endswith((b"\n", b"\r")):
+        lines = lines.slice(0, len(lines) - 1)
+    return lines.cast(pa.string())
+
+
+def read_lines(path: Path, start: int, end: int, block_bytes: int = BLOCK_BYTES) -> Iterator[Any]:
+    """The lines of bytes ``start``..``end`` of ``path`` (a range of ``plan_splits``), in blocks of whole lines."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        remaining, carry = end - start, b""
+        while remaining > 0:
+            block = handle.read(min(block_bytes, remaining))
+            if not block:
+                break
+            remaining -= len(block)
+            data = carry + block
+            if remaining > 0:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
+            else:
+                carry = b""
+            yield _lines(data)
+        if carry:
+            yield _lines(carry)
+
+
+def _field(values: Any, offsets: Any, counts: Any, index: int) -> Any:
+    """Field ``index`` of every line (NULL where the line has fewer fields), like ``F.get``."""
+    import numpy as np
+    import pyarrow as pa
+
+    inside = index < counts
+    positions = np.where(inside, offsets[:-1] + index, 0)
+    return values.take(pa.array(positions, mask=~inside))
+
+
+def unescape_arrow(field: Any) -> Any:
+    """``unescape`` in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value = pc.replace_substring(field, "\\\\", _PLACEHOLDER)
+    for escape, char in _ESCAPES:
+        value = pc.replace_substring(value, escape, char)
+    value = pc.replace_substring(value, _PLACEHOLDER, "\\")
+    return pc.if_else(pc.equal(field, "\\N"), pa.scalar(None, pa.string()), value)
+
+
+def bad_escape_arrow(field: Any) -> Any:
+    """``bad_escape`` in Arrow (RE2 has no lookahead: a backslash followed by no escape letter, or last)."""
+    import pyarrow.compute as pc
+
+    letters = "".join(escape[1] for escape, _ in _ESCAPES)
+    hidden = pc.replace_substring(field, "\\\\", _PLACEHOLDER)
+    return pc.and_(pc.and_(pc.match_substring(field, "\\"), pc.not_equal(field, "\\N")),
+                   pc.match_substring_regex(hidden, f"\\\\([^{letters}]|$)"))
+
+
+def spark_integer(raw: Any, kind: str) -> Any:
+    """``raw.try_cast(kind)`` for ``long``/``int`` with Spark's rules: trimmed of chars <= U+0020, an optional
+    sign and ASCII digits, NULL outside the type's range."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim(raw, _CAST_TRIM)
+    valid = pc.fill_null(pc.match_substring_regex(trimmed, r"^[+-]?[0-9]+$"), False)
+    text = pc.replace_substring_regex(pc.if_else(valid, trimmed, pa.scalar(None, pa.string())), r"^\+", "")
+    low, high = _INTEGER_RANGES[kind]
+    long_enough = pc.fill_null(pc.greater_equal(pc.utf8_length(text), 19), False)  # checked one by one
+    if pc.any(long_enough).as_py():
+        values = text.to_pylist()
+        for i in np.flatnonzero(long_enough.to_numpy(zero_copy_only=False)):
+            values[i] = values[i] if low <= int(values[i]) <= high else None
+        text = pa.array(values, pa.string())
+    numbers = text.cast(pa.int64())
+    if kind == "int":
+        inside = pc.and_(pc.greater_equal(numbers, low), pc.less_equal(numbers, high))
+        numbers = pc.if_else(inside, numbers, pa.scalar(None, pa.int64())).cast(pa.int32())
+    return numbers
+
+
+def parse_lines(lines: Any, dump: MbDump, table: str, columns: Sequence[tuple[str, str]]) -> tuple[dict[str, Any], Any]:
+    """``read_table`` on Arrow lines: ({column: typed values}, the reason a line is malformed or NULL)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    layout_name = "isrc_legacy" if table == "isrc" and dump.isrc_layout == "legacy" else table
+    layout = LAYOUTS[layout_name]
+    minimum = MIN_COLUMNS.get(table, len(layout))
+    lists = pc.split_pattern(lines, "\t")
+    offsets = np.asarray(lists.offsets)
+    values, counts = lists.values, np.diff(offsets)
+    no_reason = pa.scalar(None, pa.string())
+    reasons = []
+    wrong_count = (counts < minimum) | (counts > len(layout))
+    if wrong_count.any():
+        said = pc.binary_join_element_wise(f"expected {len(layout)} tab-separated fields, got ",
+                                           pa.array(counts).cast(pa.string()), "")
+        reasons.append(pc.if_else(pa.array(wrong_count), said, no_reason))
+    typed: dict[str, Any] = {}
+    for name, spark_type in columns:
+        field = _field(values, offsets, counts, layout.index(name))
+        raw = unescape_arrow(field)
+        if spark_type == "boolean":
+            value = pc.if_else(pc.equal(raw, "t"), True,
+                               pc.if_else(pc.equal(raw, "f"), False, pa.scalar(None, pa.bool_())))
+            bad, why = pc.and_(pc.is_valid(raw), pc.is_null(value)), f"{name} is not t/f"
+        elif spark_type == "string":
+            value, bad, why = raw, bad_escape_arrow(field), f"{name} has a backslash sequence COPY does not write"
+        else:
+            value = spark_integer(raw, spark_type)
+            bad, why = pc.and_(pc.is_valid(raw), pc.is_null(value)), f"{name} is not {spark_type}"
+        bad = pc.fill_null(bad, False)
+        if pc.any(bad).as_py():
+            reasons.append(pc.if_else(bad, pa.scalar(why), no_reason))
+        typed[name] = value
+    reject = pc.coalesce(*reasons) if reasons else pa.nulls(len(lines), pa.string())
+    return typed, reject
