@@ -14,7 +14,9 @@ Each as a separate process, timed from outside (bench/common.run_process: wall, 
 - job: ``./spark-submit.sh vectors --json`` (local[2]; both gold tables: audio_vectors with metadata joins,
   precomputed_similar by the exact kernel); *job s* is the summary's ``seconds``, *process s* the command;
 - peer: bench/peers/knn_faiss.py (read → join popularity → vectors → write → faiss IndexFlatIP, all cores →
-  write), with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment only.
+  write), with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment only, then (``--peer-core
+  auto``) OPENBLAS_CORETYPE set to the core numpy's current OpenBLAS detects, because faiss-cpu's bundled
+  OpenBLAS 0.3.15 takes this machine's Xeon for a Prescott (threadpoolctl; ``--peer-core none`` keeps that).
 The neighbour sets are compared per seed (float32 peers order near-ties arbitrarily, so a few differ).
 """
 
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -140,12 +143,31 @@ def run_job(warehouse: Path, master: str) -> dict[str, Any]:
             "stages": sum(int(d.get("stages", 0)) for d in detail.values())}
 
 
-def run_peer(warehouse: Path, out: Path) -> Any:
-    from lib import delta
-
+def _clean_env() -> dict[str, str]:
     env = _env()
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         env.pop(name, None)
+    return env
+
+
+def detected_core() -> str | None:
+    """The core numpy's (current) OpenBLAS detects with OPENBLAS_* unset, as threadpoolctl reports it."""
+    probe = ("import json, numpy; from threadpoolctl import threadpool_info; "
+             "print(json.dumps([i.get('architecture') for i in threadpool_info() if i['internal_api'] == 'openblas']))")
+    done = subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)
+    return found[0] if found else None
+
+
+def run_peer(warehouse: Path, out: Path, core: str | None) -> Any:
+    """The peer with OPENBLAS_* unset; with ``core``, OPENBLAS_CORETYPE = that core: faiss-cpu bundles an
+    older OpenBLAS (0.3.15) that does not recognise every current CPU and falls back to generic Prescott
+    kernels (threadpoolctl shows it), ~1.5× the CPU of its sgemm on this machine's Xeon."""
+    from lib import delta
+
+    env = _clean_env()
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
     shutil.rmtree(out, ignore_errors=True)
     argv = [sys.executable, str(PEER), str(out),
             delta.table_path(str(warehouse), "bronze", "spotify_audio_features"),
@@ -182,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "aria-bench", "knn"))
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--peer-core", default="auto",
+                        help="OPENBLAS_CORETYPE for the peer: auto (what numpy's OpenBLAS detects), none, or a core")
     args = parser.parse_args(argv)
+    core = detected_core() if args.peer_core == "auto" else (None if args.peer_core == "none" else args.peer_core)
 
     results = []
     for n in args.sizes:
@@ -191,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             line: dict[str, Any] = {"candidates": n, "seeds": SEEDS, "k": TOP_K, "shape": shape,
                                     "load_before": list(os.getloadavg())}
             line["job"] = run_job(warehouse, args.master)
-            line["peer"] = {"process": run_peer(warehouse, warehouse.parent / "peer")}
+            line["peer"] = {"process": run_peer(warehouse, warehouse.parent / "peer", core), "openblas_core": core}
             line["peer"]["differing_seeds"] = differing_seeds(warehouse, warehouse.parent / "peer")
             line["load_after"] = list(os.getloadavg())
             results.append(line)
