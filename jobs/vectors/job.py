@@ -87,7 +87,6 @@ def build(run: Run) -> None:
             transforms.seeds(written, config.similar.seed_count, column),
             transforms.candidates(written, column),
             search_options(config),
-            candidate_rows=vectors_staged.rows,  # tier A ⊆ the staged rows: no count() scan
         )
         run.write(SIMILAR, similar)
     totals = observed_counts(observations.pop("totals"))

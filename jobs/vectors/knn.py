@@ -313,11 +313,10 @@ class SearchOptions:
 
 
 class _StatsParam(AccumulatorParam):
-    """Adds KernelStats from the tasks (first_search, wider_search, full_scan, seconds, CPU seconds) and the
-    rows of the split side the tasks saw."""
+    """Adds KernelStats from the tasks (first_search, wider_search, full_scan, seconds, CPU seconds)."""
 
     def zero(self, value: list[float]) -> list[float]:
-        return [0, 0, 0, 0.0, 0.0, 0]
+        return [0, 0, 0, 0.0, 0.0]
 
     def addInPlace(self, a: list[float], b: list[float]) -> list[float]:
         return [x + y for x, y in zip(a, b)]
@@ -328,24 +327,16 @@ class SearchPlan:
     """What ``exact_top_k`` decided, and (once the result has been computed) how the kernel fared."""
 
     seeds: int
-    candidates_counted: int | None  # None: not counted up front (``candidate_rows`` given), seen by the tasks
+    candidates: int
     broadcast: str
     blocks: int
     accumulator: object = None
 
-    @property
-    def candidates(self) -> int:
-        """The candidates searched: counted up front, or (``candidate_rows`` given) as the kernel tasks saw them,
-        known once the result has been computed (a retried task counts twice)."""
-        if self.candidates_counted is not None:
-            return self.candidates_counted
-        return int(self.accumulator.value[5]) if self.accumulator is not None else 0
-
     def kernel_stats(self) -> dict[str, float]:
         """Seeds per block proven exact by the first faiss search, by the wider one, by a full scan;
         summed over blocks (a retried task counts twice)."""
-        values = self.accumulator.value if self.accumulator is not None else [0, 0, 0, 0.0, 0.0, 0]
-        first, wider, full, seconds, cpu_seconds = values[:5]
+        values = self.accumulator.value if self.accumulator is not None else [0, 0, 0, 0.0, 0.0]
+        first, wider, full, seconds, cpu_seconds = values
         return {"first_search": int(first), "wider_search": int(wider), "full_scan": int(full),
                 "kernel_task_seconds": round(float(seconds), 2), "kernel_cpu_seconds": round(float(cpu_seconds), 2)}
 
@@ -371,8 +362,7 @@ def _block_rows(batches: Iterator[pa.RecordBatch], limit: int, what: str) -> Ite
 
 
 def exact_top_k(
-    spark: SparkSession, seeds: DataFrame, candidates: DataFrame, options: SearchOptions,
-    candidate_rows: int | None = None,
+    spark: SparkSession, seeds: DataFrame, candidates: DataFrame, options: SearchOptions
 ) -> tuple[DataFrame, SearchPlan]:
     """(seed_spotify_id, similar_spotify_id, similarity_score, rank) for every seed: its exact top-k
     candidates by cosine. ``seeds`` and ``candidates`` carry (spotify_id, vector); ids are unique per side.
@@ -380,22 +370,18 @@ def exact_top_k(
     The smaller side is collected and broadcast; the other is split into blocks of at most
     ``block_rows`` rows, one ``mapInArrow`` task each (an exact faiss flat index per candidate block, or
     the broadcast candidates searched for a block of seeds); the blocks' top-k are merged in Spark.
-
-    ``candidate_rows``, an upper bound on the candidates known without a Spark job (the vectors job passes the
-    staged table's row count from its Delta log), saves the full scan that counting them costs: the side and
-    the number of blocks are then chosen from the bound, which changes neither the result nor its exactness.
     """
     k = options.k
     seed_table = seeds.select("spotify_id", "vector").toArrow()  # at most similar.seed_count rows
     n_seeds = seed_table.num_rows
-    n_cands = candidates.count() if candidate_rows is None else int(candidate_rows)
+    n_cands = candidates.count()
     side = options.broadcast
     if side == "auto":
         side = "seeds" if n_seeds <= n_cands else "candidates"
     n_split = n_cands if side == "seeds" else n_seeds
     blocks = max(1, math.ceil(n_split / options.block_rows), spark.sparkContext.defaultParallelism)
     blocks = min(blocks, max(1, n_split))
-    plan = SearchPlan(n_seeds, n_cands if candidate_rows is None else None, side, blocks)
+    plan = SearchPlan(n_seeds, n_cands, side, blocks)
     if n_seeds == 0 or n_cands == 0:
         return spark.createDataFrame([], f"{PARTIAL_SCHEMA}, rank int"), plan
 
@@ -404,26 +390,22 @@ def exact_top_k(
         split = candidates.select("spotify_id", "vector")
     else:
         fixed_block = _collect_block(candidates, "candidates (broadcast)")
-        plan.candidates_counted = fixed_block.size
         split = spark.createDataFrame(seed_table)
     broadcast = spark.sparkContext.broadcast(fixed_block)
     kernel = options.kernel()
     block_rows = options.block_rows
-    accumulator = spark.sparkContext.accumulator([0, 0, 0, 0.0, 0.0, 0], _StatsParam())
+    accumulator = spark.sparkContext.accumulator([0, 0, 0, 0.0, 0.0], _StatsParam())
     plan.accumulator = accumulator
 
     def search(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fixed: Block = broadcast.value
         stats = KernelStats()
-        rows = 0
         for local in _block_rows(batches, block_rows, "candidates" if side == "seeds" else "seeds"):
-            rows += local.size
             if side == "seeds":
                 yield from block_top_k_arrow(fixed, local, k, stats=stats, **kernel)
             else:
                 yield from block_top_k_arrow(local, fixed, k, stats=stats, **kernel)
-        accumulator.add([stats.first_search, stats.wider_search, stats.full_scan, stats.seconds, stats.cpu_seconds,
-                         rows])
+        accumulator.add([stats.first_search, stats.wider_search, stats.full_scan, stats.seconds, stats.cpu_seconds])
 
     partials = split.repartition(blocks).mapInArrow(search, PARTIAL_SCHEMA)
     return merge_top_k(partials, k), plan

@@ -124,21 +124,20 @@ def vectors_frame(spark, ids, vectors):
     )
 
 
-@pytest.mark.parametrize(("broadcast", "candidate_rows"), [("seeds", None), ("candidates", None), ("seeds", 400)])
-def test_spark_exact_top_k_merges_blocks_exactly(spark, broadcast, candidate_rows):
+@pytest.mark.parametrize("broadcast", ["seeds", "candidates"])
+def test_spark_exact_top_k_merges_blocks_exactly(spark, broadcast):
     ids, vectors = tied_vectors(300, seed=11)
     seed_rows = [3, 5, 11, 13, 17, 50, 51, 52, 200]
     seed_ids = [ids[i] for i in seed_rows] + ["tierB1"]
     seed_vecs = np.vstack([vectors[seed_rows], vectors[[17]]])
     options = knn.SearchOptions(k=12, block_rows=100, seed_batch=3, margin=1, broadcast=broadcast)
     result, plan = knn.exact_top_k(
-        spark, vectors_frame(spark, seed_ids, seed_vecs), vectors_frame(spark, ids, vectors), options, candidate_rows
+        spark, vectors_frame(spark, seed_ids, seed_vecs), vectors_frame(spark, ids, vectors), options
     )
     rows = result.collect()
-    # With an upper bound instead of a count, blocks follow the bound and the tasks count the candidates.
     assert plan.broadcast == broadcast and plan.seeds == 10 and plan.candidates == 300
     if broadcast == "seeds":
-        assert plan.blocks == (candidate_rows or 300) // 100  # the candidates really were split into blocks
+        assert plan.blocks == 3  # the candidates really were split into blocks
     got: dict[str, list[tuple[int, str, float]]] = {}
     for r in rows:
         got.setdefault(r.seed_spotify_id, []).append((r.rank, r.similar_spotify_id, r.similarity_score))
