@@ -1,30 +1,33 @@
-"""Benchmark: the cooccurrence job against DuckDB SQL and the naive Spark plan, on the same Parquet files.
+"""Benchmark: the cooccurrence job as a whole ``./spark-submit.sh`` process against a DuckDB SQL script as
+a whole process, on the same Parquet files, over data sizes × data shapes.
 
-    .venv/bin/python bench/cooccurrence.py                     # 0.5M, 2M and 8M playlist rows
-    .venv/bin/python bench/cooccurrence.py 500000 --naive-max-rows 0
+    .venv/bin/python bench/cooccurrence.py --sizes 500000 2000000 7400000 \
+        --shapes zipf1.1 zipf1.3 zipf1.5 sample
 
-For each size a synthetic bronze/spotify_playlist_tracks Delta table is generated once (exact row count;
-playlist lengths lognormal around 10 rows, clipped to 1..800; tracks drawn Zipf(1.05) mostly inside one
-of many 2,000-track "communities", so pairs repeat as on real playlists; 22-character base62 ids
-unrelated to popularity). Then, in this process and on the same files:
+Data (made once per size and shape, then reused): a synthetic bronze/spotify_playlist_tracks Delta table of
+exactly ``size`` rows, ``size`` × 0.135 tracks (1M tracks at 7.4M rows), each row's track drawn Zipf(s)
+over popularity ranks (``zipfS``: s = 1.1, 1.3, 1.5), playlist lengths lognormal (median 10, σ 1, clipped
+to 1..800), or with ``sample`` the sample generator's length mix (jobs/sample/playlists.py: short, bulk
+lognormal, long) with Zipf(1.3); 22-character base62 ids unrelated to popularity.
 
-- job:        ``jobs.cooccurrence.job.run`` (both gold Delta tables, zstd Parquet), local[2] Spark;
-- duckdb:     one SQL script over the same Parquet files (string ids, self-join, window top-K), both
-              tables written as zstd Parquet; 2 threads;
-- duckdb-int: the same with track ids integer-encoded first (what a DuckDB expert would write);
-- naive:      reference.naive_pair_table (string ids, no pruning, self-join) + a window top-K, written
-              as Parquet by the same Spark session.
-
-All outputs are checked for equality with the job's (pair counts exact, metrics to 1e-9, top-K ranks).
-Spark runs once untimed on a 100k-row table first (JIT warm-up), so the timed runs are steady state;
-the cold run is printed too. Timings: wall seconds, and CPU seconds (Spark: the JVM and its Python
-workers; DuckDB: this process) so a busy machine can be read as well.
+Per size and shape, each as a separate process, timed from outside with bench/common.run_process (wall,
+CPU of the whole tree, peak resident memory of the tree):
+- job: ``./spark-submit.sh cooccurrence --json`` (local[2], the job's defaults); *job s* is the summary's
+  ``seconds`` (the job body, session already up), *process s* the whole command (JVM start, session,
+  job, commit, exit);
+- peer: bench/peers/cooccurrence_duckdb.py (DuckDB, threads = cores, preserve_insertion_order = false,
+  memory limit, temp directory, integer ids); ``--peer-variants`` also times the string-id plan and the
+  earlier bench's settings.
+Both ratios divide by the peer's whole process. Every peer's output is compared with the job's (pair
+counts exact, metrics to 1e-9, top-K neighbour per rank). Timings on a shared machine: the load average
+before and after each size is printed and stored with the figures (bench/results/cooccurrence.jsonl).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -37,52 +40,57 @@ import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
-from bench.common import measure, spark_pid, timed, write_result  # noqa: E402
+from bench.common import run_process, timed, write_result  # noqa: E402
 from jobs.sample.ids import base62_ids  # noqa: E402
 
-SIZES = (500_000, 2_000_000, 8_000_000)
-WARMUP_ROWS = 100_000
+SIZES = (500_000, 2_000_000, 7_400_000)
+SHAPES = ("zipf1.1", "zipf1.3", "zipf1.5", "sample")
 SEED = 7
-MIN_PLAYLIST, MAX_PLAYLIST, MIN_COOCCURRENCE, TOP_K = 5, 500, 3, 100
-# Synthetic playlists (see the module docstring).
+TRACKS_PER_ROW = 0.135
 MEAN_LENGTH, LENGTH_SIGMA, MAX_LENGTH = 10.0, 1.0, 800
-TRACKS_PER_ROW, COMMUNITY, LOCAL_SHARE, ZIPF = 0.125, 2_000, 0.8, 1.05
+SAMPLE_ZIPF = 1.3
+PEER = ROOT / "bench" / "peers" / "cooccurrence_duckdb.py"
 
 
 # ------------------------------------------------------------------------------------------------
 # Data
 
 
-def _zipf_draws(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    weights = 1.0 / np.arange(1, n + 1) ** ZIPF
-    cdf = np.cumsum(weights)
+def _zipf_draws(rng: np.random.Generator, n: int, size: int, exponent: float) -> np.ndarray:
+    cdf = np.cumsum(1.0 / np.arange(1, n + 1) ** exponent)
     return np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(size)), n - 1)
 
 
-def playlist_rows(rows: int, seed: int = SEED) -> pa.Table:
-    """Exactly ``rows`` (playlist_id, position, track_id, added_at) rows."""
-    rng = np.random.default_rng(seed)
-    lengths, total = [], 0
+def _lengths(rng: np.random.Generator, rows: int, shape: str) -> np.ndarray:
+    """Playlist lengths summing to exactly ``rows``."""
+    from jobs.sample.playlists import _playlist_lengths
+
+    parts, total = [], 0
     while total < rows:
-        chunk = np.clip(np.rint(rng.lognormal(np.log(MEAN_LENGTH), LENGTH_SIGMA, 100_000)), 1, MAX_LENGTH)
-        lengths.append(chunk.astype(np.int64))
-        total += int(chunk.sum())
-    length = np.concatenate(lengths)
+        if shape == "sample":
+            chunk = _playlist_lengths(rng, 100_000, False)
+        else:
+            chunk = np.clip(np.rint(rng.lognormal(math.log(MEAN_LENGTH), LENGTH_SIGMA, 100_000)), 1, MAX_LENGTH)
+        parts.append(chunk.astype(np.int64))
+        total += int(parts[-1].sum())
+    length = np.concatenate(parts)
     ends = np.cumsum(length)
     last = int(np.searchsorted(ends, rows))
     length = length[: last + 1].copy()
     length[-1] -= int(ends[last] - rows)
-    length = length[length > 0]
+    return length[length > 0]
+
+
+def playlist_rows(rows: int, shape: str, seed: int = SEED) -> pa.Table:
+    """Exactly ``rows`` (playlist_id, position, track_id, added_at) rows of the given shape."""
+    rng = np.random.default_rng(seed)
+    exponent = SAMPLE_ZIPF if shape == "sample" else float(shape.removeprefix("zipf"))
+    length = _lengths(rng, rows, shape)
     playlists = len(length)
-    vocabulary = max(COMMUNITY, int(rows * TRACKS_PER_ROW))
-    community = rng.integers(0, max(1, vocabulary // COMMUNITY), playlists)
+    vocabulary = max(1_000, int(rows * TRACKS_PER_ROW))
+    track = rng.permutation(vocabulary)[_zipf_draws(rng, vocabulary, rows, exponent)]  # ids unrelated to rank
     owner = np.repeat(np.arange(playlists), length)
-    local = community[owner] * COMMUNITY + _zipf_draws(rng, COMMUNITY, rows)
-    track = np.where(rng.random(rows) < LOCAL_SHARE, local, _zipf_draws(rng, vocabulary, rows)) % vocabulary
-    track = rng.permutation(vocabulary)[track]  # id order unrelated to popularity
     starts = np.concatenate(([0], np.cumsum(length)[:-1]))
     return pa.table({
         "playlist_id": base62_ids(seed, 4, np.arange(playlists, dtype=np.uint64)).take(pa.array(owner)),
@@ -92,22 +100,22 @@ def playlist_rows(rows: int, seed: int = SEED) -> pa.Table:
     })
 
 
-def bronze_table(base: Path, rows: int) -> Path:
+def bronze_table(base: Path, rows: int, shape: str) -> Path:
     """The warehouse folder holding the generated bronze table (made once, then reused)."""
     from deltalake import write_deltalake
 
     from lib import delta
 
-    warehouse = base / f"rows{rows}" / "warehouse"
+    warehouse = base / f"{shape}-rows{rows}" / "warehouse"
     uri = delta.table_path(str(warehouse), "bronze", "spotify_playlist_tracks")
     marker = warehouse / "_generated.json"
-    wanted = {"rows": rows, "seed": SEED, "generator": 1}
+    wanted = {"rows": rows, "shape": shape, "seed": SEED, "generator": 2}
     if not (marker.exists() and json.loads(marker.read_text()) == wanted):
         shutil.rmtree(warehouse, ignore_errors=True)
         with timed() as generation:
-            write_deltalake(uri, playlist_rows(rows), mode="overwrite", target_file_size=16 << 20)
+            write_deltalake(uri, playlist_rows(rows, shape), mode="overwrite", target_file_size=16 << 20)
         marker.write_text(json.dumps(wanted))
-        print(f"generated {rows:,} rows in {generation.wall:.1f} s -> {uri}", flush=True)
+        print(f"generated {shape} {rows:,} rows in {generation.wall:.1f} s -> {uri}", flush=True)
     return warehouse
 
 
@@ -118,133 +126,41 @@ def data_files(uri: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Peers
+# Runs
 
 
-DUCKDB_SETUP = """
-CREATE OR REPLACE MACRO xlogx(x) AS CASE WHEN x > 0 THEN x * ln(x) ELSE 0 END;
-CREATE OR REPLACE MACRO llr(k11, k12, k21, k22) AS greatest(2 * (
-    (xlogx(k11 + k12 + k21 + k22) - xlogx(k11 + k12) - xlogx(k21 + k22))
-  + (xlogx(k11 + k12 + k21 + k22) - xlogx(k11 + k21) - xlogx(k12 + k22))
-  - (xlogx(k11 + k12 + k21 + k22) - xlogx(k11) - xlogx(k12) - xlogx(k21) - xlogx(k22))), 0);
-"""
-
-# Pair counts from (playlist, track) rows; {key} is the track column (string id or int code).
-DUCKDB_COUNTS = """
-CREATE OR REPLACE TEMP TABLE pair_counts AS
-WITH playlist_tracks AS (
-    SELECT DISTINCT playlist_id, {key} AS track FROM source
-),
-qualifying AS (
-    SELECT playlist_id FROM playlist_tracks GROUP BY playlist_id
-    HAVING count(*) BETWEEN {min_playlist} AND {max_playlist}
-),
-qualifying_tracks AS (
-    SELECT * FROM playlist_tracks SEMI JOIN qualifying USING (playlist_id)
-),
-marginals AS (
-    SELECT track, count(*) AS playlists FROM qualifying_tracks GROUP BY track
-),
-kept AS (
-    SELECT * FROM qualifying_tracks
-    SEMI JOIN (SELECT track FROM marginals WHERE playlists >= {min_cooccurrence}) USING (track)
-),
-pairs AS (
-    SELECT x.track AS track_a, y.track AS track_b, count(*) AS cooccurrence_count
-    FROM kept x
-    JOIN kept y ON x.playlist_id = y.playlist_id AND x.track < y.track
-    GROUP BY x.track, y.track
-    HAVING count(*) >= {min_cooccurrence}
-)
-SELECT p.track_a, p.track_b, p.cooccurrence_count, m_a.playlists AS count_a, m_b.playlists AS count_b, n.n
-FROM pairs p
-JOIN marginals m_a ON m_a.track = p.track_a
-JOIN marginals m_b ON m_b.track = p.track_b
-CROSS JOIN (SELECT count(*) AS n FROM qualifying) n;
-"""
-
-DUCKDB_OUTPUT = """
-CREATE OR REPLACE TEMP TABLE pairs AS
-WITH decoded AS ({decoded}),
-metrics AS (
-    SELECT track_a, track_b, cooccurrence_count,
-           log2(cooccurrence_count::DOUBLE * n / (count_a::DOUBLE * count_b)) AS pmi_score,
-           cooccurrence_count::DOUBLE / (count_a + count_b - cooccurrence_count) AS jaccard_score,
-           llr(cooccurrence_count::DOUBLE, (count_a - cooccurrence_count)::DOUBLE,
-               (count_b - cooccurrence_count)::DOUBLE, (n - count_a - count_b + cooccurrence_count)::DOUBLE)
-               AS llr_score
-    FROM decoded
-)
-SELECT track_a, track_b, cooccurrence_count, pmi_score, jaccard_score,
-       0.6 * least(greatest((pmi_score + 5) / 15, 0), 1) + 0.4 * jaccard_score AS score, llr_score
-FROM metrics;
-COPY pairs TO '{out}/pairs.parquet' (FORMAT parquet, COMPRESSION zstd);
-COPY (
-    WITH directed AS (
-        SELECT track_a AS track_id, track_b AS neighbor_id, * EXCLUDE (track_a, track_b) FROM pairs
-        UNION ALL
-        SELECT track_b AS track_id, track_a AS neighbor_id, * EXCLUDE (track_a, track_b) FROM pairs
-    )
-    SELECT track_id, neighbor_id,
-           row_number() OVER (PARTITION BY track_id
-                              ORDER BY score DESC, cooccurrence_count DESC, neighbor_id) AS rank,
-           cooccurrence_count, pmi_score, jaccard_score, score, llr_score
-    FROM directed
-    QUALIFY rank <= {top_k}
-) TO '{out}/top.parquet' (FORMAT parquet, COMPRESSION zstd);
-"""
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("ARIA_VENV", sys.prefix)
+    return env
 
 
-def run_duckdb(files: list[str], out: Path, integer_ids: bool) -> None:
-    import duckdb
-
-    out.mkdir(parents=True, exist_ok=True)
-    params = {"min_playlist": MIN_PLAYLIST, "max_playlist": MAX_PLAYLIST, "min_cooccurrence": MIN_COOCCURRENCE,
-              "top_k": TOP_K, "out": out}
-    with duckdb.connect() as con:
-        con.execute("SET threads = 2")
-        con.execute(DUCKDB_SETUP)
-        file_list = ", ".join(f"'{path}'" for path in files)
-        rows = (f"SELECT playlist_id, track_id FROM read_parquet([{file_list}]) "
-                "WHERE playlist_id IS NOT NULL AND track_id IS NOT NULL")
-        if integer_ids:
-            # Dense codes in string order, so "<" on codes is "<" on ids.
-            con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS {rows}")
-            con.execute("CREATE OR REPLACE TEMP TABLE dictionary AS SELECT track_id, row_number() OVER "
-                        "(ORDER BY track_id)::INTEGER AS code FROM (SELECT DISTINCT track_id FROM raw)")
-            con.execute("CREATE OR REPLACE TEMP VIEW source AS SELECT playlist_id, code FROM raw JOIN dictionary "
-                        "USING (track_id)")
-            con.execute(DUCKDB_COUNTS.format(key="code", **params))
-            decoded = ("SELECT a.track_id AS track_a, b.track_id AS track_b, p.* EXCLUDE (track_a, track_b) "
-                       "FROM pair_counts p JOIN dictionary a ON a.code = p.track_a "
-                       "JOIN dictionary b ON b.code = p.track_b")
-        else:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS {rows}")
-            con.execute(DUCKDB_COUNTS.format(key="track_id", **params))
-            decoded = "SELECT * FROM pair_counts"
-        con.execute(DUCKDB_OUTPUT.format(decoded=decoded, **params))
+def run_job(warehouse: Path, work: Path, master: str) -> dict[str, Any]:
+    """``./spark-submit.sh cooccurrence`` as a whole process: its measurement and the job's summary."""
+    argv = [str(ROOT / "spark-submit.sh"), "cooccurrence", "--json",
+            "--set", f"paths.warehouse={warehouse}", "--set", f"paths.work={work}",
+            "--set", "runs.skip_unchanged=false", "--set", f"spark.master={master}"]
+    out = work.parent / "job-summary.json"
+    work.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as stdout, (work.parent / "job.log").open("w") as stderr:
+        process = run_process(argv, cwd=ROOT, env=_env(), stdout=stdout, stderr=stderr)
+    if process.returncode:
+        raise SystemExit(f"job failed ({process.returncode}); see {work.parent / 'job.log'}")
+    summary = json.loads(out.read_text())
+    return {"process": process, "seconds": summary["seconds"], "steps": summary["steps"],
+            "metrics": {k: v for k, v in summary["metrics"].items() if k != "step_detail"},
+            "stages": sum(int(d.get("stages", 0)) for d in summary["metrics"].get("step_detail", {}).values())}
 
 
-def run_naive(spark: Any, files: list[str], out: Path) -> None:
-    from jobs.cooccurrence.reference import naive_pair_table
-    from jobs.cooccurrence.transforms import top_neighbours
-
-    rows = spark.read.parquet(*files).select("playlist_id", "track_id")
-    pairs_path = str(out / "pairs")
-    naive_pair_table(rows, MIN_PLAYLIST, MAX_PLAYLIST, MIN_COOCCURRENCE).write.mode("overwrite").parquet(pairs_path)
-    top_neighbours(spark.read.parquet(pairs_path), TOP_K, "score").write.mode("overwrite").parquet(str(out / "top"))
-
-
-def run_job(spark: Any, warehouse: Path, work: Path) -> dict[str, Any]:
-    from jobs.cooccurrence import job
-    from lib.config import load_config
-
-    config = load_config(use_default_file=False).with_overrides({
-        "runs.skip_unchanged": False,  # benchmarks rerun jobs on unchanged data on purpose
-        "paths.warehouse": str(warehouse), "paths.work": str(work), "spark.master": "local[2]",
-    })
-    summary = job.run(spark, config)
-    return {**summary["metrics"], "phases": summary["metrics"].get("step_detail", {})}
+def run_peer(files: list[str], out: Path, *options: str) -> Any:
+    env = _env()
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(name, None)
+    argv = [sys.executable, str(PEER), str(out), *files, *options]
+    process = run_process(argv, cwd=ROOT, env=env)
+    if process.returncode:
+        raise SystemExit(f"peer {' '.join(options)} failed ({process.returncode})")
+    return process
 
 
 # ------------------------------------------------------------------------------------------------
@@ -277,92 +193,80 @@ def mismatches(job_pairs: list[str], job_top: list[str], other_pairs: str, other
 # Main
 
 
+PEER_VARIANTS = {"duckdb": ("--ids", "int"), "duckdb-string": ("--ids", "string"), "duckdb-legacy": ("--legacy",)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sizes", nargs="*", type=int, default=list(SIZES), help="playlist rows per workload")
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), help="playlist rows per workload")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "aria-bench", "cooccurrence"),
                         help="where generated tables and outputs live (kept between runs)")
-    parser.add_argument("--naive-max-rows", type=int, default=max(SIZES),
-                        help="skip the naive plan above this many rows")
-    parser.add_argument("--no-warmup", action="store_true", help="time a cold JVM (no untimed first run)")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--peer-variants", action="store_true",
+                        help="also time the string-id plan and the earlier peer's settings")
+    parser.add_argument("--no-check", action="store_true", help="skip comparing the outputs")
     args = parser.parse_args(argv)
 
     from lib import delta
-    from lib.config import load_config
-    from lib.spark import build_session
 
     base = Path(args.dir)
-    spark = build_session(load_config(use_default_file=False).with_overrides({"spark.master": "local[2]"}),
-                          "bench-cooccurrence")
-    jvm = spark_pid(spark)
-    if not args.no_warmup:
-        warehouse = bronze_table(base, WARMUP_ROWS)
-        timing, _ = measure(lambda: run_job(spark, warehouse, base / f"rows{WARMUP_ROWS}" / "work"), jvm)
-        print(f"warm-up job run ({WARMUP_ROWS:,} rows, cold JVM): {timing.wall:.1f} s wall, {timing.cpu:.1f} s CPU",
-              flush=True)
-
     results = []
     for rows in args.sizes:
-        warehouse = bronze_table(base, rows)
-        files = data_files(delta.table_path(str(warehouse), "bronze", "spotify_playlist_tracks"))
-        out = base / f"rows{rows}" / "peers"
-        line: dict[str, Any] = {"rows": rows}
-        job_timing, summary = measure(lambda warehouse=warehouse, rows=rows: run_job(
-            spark, warehouse, base / f"rows{rows}" / "work"), jvm)
-        line["job"] = job_timing
-        line["summary"] = summary
-        job_pairs = data_files(delta.table_path(str(warehouse), "gold", "playlist_cooccurrence"))
-        job_top = data_files(delta.table_path(str(warehouse), "gold", "cooccurrence_top"))
-        for name, integer_ids in (("duckdb", False), ("duckdb-int", True)):
-            timing, _ = measure(lambda name=name, integer_ids=integer_ids, files=files, out=out: run_duckdb(
-                files, out / name, integer_ids))
-            timing.extra = mismatches(job_pairs, job_top, str(out / name / "pairs.parquet"),
-                                      str(out / name / "top.parquet"))
-            line[name] = timing
-        if rows <= args.naive_max_rows:
-            timing, _ = measure(lambda out=out, files=files: run_naive(spark, files, out / "naive"), jvm)
-            timing.extra = mismatches(job_pairs, job_top, str(out / "naive" / "pairs" / "*.parquet"),
-                                      str(out / "naive" / "top" / "*.parquet"))
-            line["naive"] = timing
-        results.append(line)
-        report_size(line)
-        write_result("cooccurrence", line)
+        for shape in args.shapes:
+            warehouse = bronze_table(base, rows, shape)
+            files = data_files(delta.table_path(str(warehouse), "bronze", "spotify_playlist_tracks"))
+            folder = warehouse.parent
+            line: dict[str, Any] = {"rows": rows, "shape": shape, "load_before": list(os.getloadavg())}
+            line["job"] = run_job(warehouse, folder / "work", args.master)
+            job_pairs = data_files(delta.table_path(str(warehouse), "gold", "playlist_cooccurrence"))
+            job_top = data_files(delta.table_path(str(warehouse), "gold", "cooccurrence_top"))
+            names = PEER_VARIANTS if args.peer_variants else {"duckdb": PEER_VARIANTS["duckdb"]}
+            for name, options in names.items():
+                out = folder / "peers" / name
+                shutil.rmtree(out, ignore_errors=True)
+                line[name] = {"process": run_peer(files, out, *options)}
+                if not args.no_check:
+                    line[name]["mismatches"] = mismatches(job_pairs, job_top, str(out / "pairs.parquet"),
+                                                          str(out / "top.parquet"))
+            line["load_after"] = list(os.getloadavg())
+            results.append(line)
+            report_line(line)
+            write_result("cooccurrence", line)
     report_table(results)
-    spark.stop()
     return 0
 
 
-def report_size(line: dict[str, Any]) -> None:
-    summary = line["summary"]
-    print(f"\n== {line['rows']:,} playlist rows: N={summary['playlists_qualifying']:,} playlists, "
-          f"{summary['tracks']:,} tracks ({summary['tracks_kept']:,} kept), "
-          f"{summary['pairs_generated']:,} pairs generated, {summary['pairs_kept']:,} kept, "
-          f"shuffle {summary['shuffle_write_bytes'] / 1e6:.0f} MB", flush=True)
-    for name in ("job", "duckdb", "duckdb-int", "naive"):
+def _gb(process: Any) -> str:
+    return f"{process.peak_rss_bytes / 1e9:.1f}"
+
+
+def report_line(line: dict[str, Any]) -> None:
+    job, metrics = line["job"], line["job"]["metrics"]
+    print(f"\n== {line['shape']} {line['rows']:,} rows: N={metrics['playlists_qualifying']:,}, "
+          f"{metrics['tracks']:,} tracks ({metrics['tracks_kept']:,} kept), {metrics['pairs_generated']:,} pairs "
+          f"generated, {metrics['pairs_kept']:,} kept; {job['stages']} Spark stages; load "
+          f"{line['load_before'][0]:.1f} → {line['load_after'][0]:.1f}", flush=True)
+    print(f"   job {job['seconds']:.1f} s, process {job['process'].wall:.1f} s wall / {job['process'].cpu:.1f} s CPU, "
+          f"peak {_gb(job['process'])} GB; steps {job['steps']}")
+    for name in PEER_VARIANTS:
         if name in line:
-            timing = line[name]
-            check = f"  mismatches {timing.extra}" if timing.extra else ""
-            print(f"   {name:11s} {timing.wall:7.1f} s wall {timing.cpu:7.1f} s CPU{check}")
-    for step, metrics in summary["phases"].items():
-        print(f"      job step {step:20s} {metrics['seconds']:6.1f} s  shuffle "
-              f"{metrics.get('shuffle_write_bytes', 0) / 1e6:7.1f} MB")
+            process = line[name]["process"]
+            print(f"   {name:14s} {process.wall:.1f} s wall / {process.cpu:.1f} s CPU, peak {_gb(process)} GB, "
+                  f"mismatches {line[name].get('mismatches')}")
 
 
 def report_table(results: list[dict[str, Any]]) -> None:
-    print("\n| rows | pairs generated | pairs kept | job s (CPU s) | DuckDB s (CPU s) | DuckDB int s (CPU s) "
-          "| naive s (CPU s) | job/DuckDB | job/DuckDB int | naive/job | job µs per pair |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| shape | rows | pairs generated | pairs kept | job s | process s (CPU s) | peak GB | "
+          "DuckDB s (CPU s) | peak GB | job ÷ DuckDB | process ÷ DuckDB | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for line in results:
-        summary, job_timing = line["summary"], line["job"]
-        cells = [f"{line['rows']:,}", f"{summary['pairs_generated']:,}", f"{summary['pairs_kept']:,}"]
-        for name in ("job", "duckdb", "duckdb-int", "naive"):
-            timing = line.get(name)
-            cells.append(f"{timing.wall:.1f} ({timing.cpu:.0f})" if timing else "-")
-        cells.append(f"{job_timing.wall / line['duckdb'].wall:.1f}x")
-        cells.append(f"{job_timing.wall / line['duckdb-int'].wall:.1f}x")
-        cells.append(f"{line['naive'].wall / job_timing.wall:.1f}x" if "naive" in line else "-")
-        cells.append(f"{job_timing.wall * 1e6 / max(summary['pairs_generated'], 1):.2f}")
-        print("| " + " | ".join(cells) + " |")
+        job, peer = line["job"], line["duckdb"]["process"]
+        metrics = job["metrics"]
+        print(f"| {line['shape']} | {line['rows']:,} | {metrics['pairs_generated']:,} | {metrics['pairs_kept']:,} "
+              f"| {job['seconds']:.1f} | {job['process'].wall:.1f} ({job['process'].cpu:.0f}) | {_gb(job['process'])} "
+              f"| {peer.wall:.1f} ({peer.cpu:.0f}) | {_gb(peer)} | {job['seconds'] / peer.wall:.1f} "
+              f"| {job['process'].wall / peer.wall:.1f} | {line['load_before'][0]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
-"""Exact kNN benchmark: the vectors job's Spark path against single-process faiss and numpy.
+"""Benchmark: the vectors job as a whole ``./spark-submit.sh vectors`` process against numpy + faiss as a
+whole process, on the same bronze tables, over sizes × data shapes.
 
-Same random 13-dim vectors for all three (uniform [0, 1), float32, written once to Parquet):
-- job:   ``jobs.vectors.knn.exact_top_k`` — what ``./spark-submit.sh vectors`` runs for
-         gold/precomputed_similar — reading (spotify_id, vector) from Parquet, seeds = the first
-         ``--seeds`` candidates, top-k with self excluded, written to Parquet (Spark session start
-         not counted; it is printed separately);
-- faiss: ``IndexFlatIP`` over the L2-normalised candidates, all cores, top-(k+1) (self included);
-- numpy: float32 matmul in seed blocks against all candidates + ``argpartition`` top-(k+1).
-Then the job's neighbour lists are checked against faiss and numpy (identical up to float32 ties).
+    .venv/bin/python bench/knn.py --sizes 250000 500000 1000000 --shapes uniform clustered spotify
 
-Command (recorded in docs/benchmarks.md):
+Data (made once per size and shape): bronze spotify_audio_features, spotify_tracks, spotify_artists and
+spotify_albums Delta tables for ``size`` tracks (every track tier A, so ``size`` candidates; the 10,000
+most popular are the seeds, top 100 each). Shapes of the 10 continuous features: ``uniform`` (uniform over
+each feature's range), ``clustered`` (50 Gaussian clusters, σ 0.05 of the range), ``spotify`` (uniform,
+rounded to 3 decimals as the API returns them: more exact ties). key, mode, time_signature are integers
+and popularity 0..100 in every shape, as in the real data.
 
-    .venv/bin/python bench/knn.py --seeds 10000 --candidates 1000000 --k 100
+Each as a separate process, timed from outside (bench/common.run_process: wall, CPU, peak memory of the tree):
+- job: ``./spark-submit.sh vectors --json`` (local[2]; both gold tables: audio_vectors with metadata joins,
+  precomputed_similar by the exact kernel); *job s* is the summary's ``seconds``, *process s* the command;
+- peer: bench/peers/knn_faiss.py (read → join popularity → vectors → write → faiss IndexFlatIP, all cores →
+  write), with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment only, then (``--peer-core
+  auto``) OPENBLAS_CORETYPE set to the core numpy's current OpenBLAS detects, because faiss-cpu's bundled
+  OpenBLAS 0.3.15 takes this machine's Xeon for a Prescott (threadpoolctl; ``--peer-core none`` keeps that).
+The neighbour sets are compared per seed (float32 peers order near-ties arbitrarily, so a few differ).
 """
 
 from __future__ import annotations
@@ -20,181 +26,220 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Timing, spark_pid, timed, write_result  # noqa: E402
-from jobs.vectors import knn  # noqa: E402
-from lib.config import load_config  # noqa: E402
-from lib.spark import build_session  # noqa: E402
+from bench.common import run_process, timed, write_result  # noqa: E402
+from jobs.sample.ids import base62_ids  # noqa: E402
+from jobs.vectors.layout import VECTOR_COMPONENTS  # noqa: E402
 
-DIM = 13
-
-
-def make_vectors(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    ids = np.char.add("t", np.char.zfill(np.arange(n).astype(str), 9))
-    return ids, rng.random((n, DIM), dtype=np.float32)
+SIZES = (250_000, 500_000, 1_000_000)
+SHAPES = ("uniform", "clustered", "spotify")
+SEEDS, TOP_K, SEED = 10_000, 100, 1
+INTEGER_FEATURES = {"key": (0, 12), "mode": (0, 2), "time_signature": (3, 8)}
+PEER = ROOT / "bench" / "peers" / "knn_faiss.py"
 
 
-def write_parquet(path: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
-    flat = pa.array(vectors.ravel(), pa.float32())
-    column = pa.ListArray.from_arrays(pa.array(np.arange(0, vectors.size + 1, DIM, dtype=np.int32)), flat)
-    pq.write_table(pa.table({"spotify_id": pa.array(ids), "vector": column}), path, row_group_size=200_000)
+def _unit_features(rng: np.random.Generator, n: int, dims: int, shape: str) -> np.ndarray:
+    if shape == "clustered":
+        centres = rng.random((50, dims))
+        return np.clip(centres[rng.integers(0, 50, n)] + rng.normal(0, 0.05, (n, dims)), 0, 1)
+    u = rng.random((n, dims))
+    return np.round(u, 3) if shape == "spotify" else u
 
 
-def normalised(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
+def bronze_tables(base: Path, n: int, shape: str) -> Path:
+    """The warehouse with the four bronze tables the vectors job reads (made once, then reused)."""
+    from deltalake import write_deltalake
+
+    from lib import delta
+
+    warehouse = base / f"{shape}-n{n}" / "warehouse"
+    marker = warehouse / "_generated.json"
+    wanted = {"n": n, "shape": shape, "seed": SEED, "generator": 1}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return warehouse
+    shutil.rmtree(warehouse, ignore_errors=True)
+    with timed() as generation:
+        rng = np.random.default_rng(SEED)
+        ids = base62_ids(SEED, 1, np.arange(n, dtype=np.uint64))
+        continuous = [c for c in VECTOR_COMPONENTS if c.name not in INTEGER_FEATURES and c.name != "popularity"]
+        unit = _unit_features(rng, n, len(continuous), shape)
+        features: dict[str, Any] = {"track_id": ids}
+        for j, c in enumerate(continuous):
+            features[c.name] = pa.array(c.low + unit[:, j] * (c.high - c.low))
+        for name, (low, high) in INTEGER_FEATURES.items():
+            features[name] = pa.array(rng.integers(low, high, n).astype(np.int32))
+        features["duration_ms"] = pa.array(rng.integers(60_000, 400_000, n).astype(np.int32))
+        artists = max(1, n // 10)
+        albums = max(1, n // 8)
+        artist_ids = base62_ids(SEED, 2, np.arange(artists, dtype=np.uint64))
+        album_ids = base62_ids(SEED, 3, np.arange(albums, dtype=np.uint64))
+        tables = {
+            "spotify_audio_features": pa.table(features),
+            "spotify_tracks": pa.table({
+                "track_id": ids, "name": pa.array([f"track {i}" for i in range(n)]),
+                "album_id": album_ids.take(pa.array(rng.integers(0, albums, n))),
+                "artist_ids": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)),
+                                                       artist_ids.take(pa.array(rng.integers(0, artists, n)))),
+                "isrc": pa.nulls(n, pa.string()), "popularity": pa.array(rng.integers(0, 101, n).astype(np.int32)),
+                "duration_ms": features["duration_ms"], "explicit": pa.array(rng.random(n) < 0.1),
+                "disc_number": pa.array(np.ones(n, np.int32)), "track_number": pa.array(np.ones(n, np.int32)),
+                "fetched_at": pa.nulls(n, pa.timestamp("us", tz="UTC")),
+            }),
+            "spotify_artists": pa.table({
+                "artist_id": artist_ids, "name": pa.array([f"artist {i}" for i in range(artists)]),
+                "followers": pa.array(rng.integers(0, 10**6, artists)),
+                "popularity": pa.array(rng.integers(0, 101, artists).astype(np.int32)),
+                "genres": pa.array([["pop"] if i % 2 else ["rock", "indie"] for i in range(artists)]),
+            }),
+            "spotify_albums": pa.table({
+                "album_id": album_ids, "name": pa.array([f"album {i}" for i in range(albums)]),
+                "album_type": pa.array(["album"] * albums), "label": pa.nulls(albums, pa.string()),
+                "release_date": pa.nulls(albums, pa.string()), "release_date_precision": pa.nulls(albums, pa.string()),
+                "release_year": pa.array(rng.integers(1960, 2025, albums).astype(np.int32)),
+                "total_tracks": pa.array(np.full(albums, 10, np.int32)), "upc": pa.nulls(albums, pa.string()),
+                "popularity": pa.array(rng.integers(0, 101, albums).astype(np.int32)),
+            }),
+        }
+        for name, table in tables.items():
+            write_deltalake(delta.table_path(str(warehouse), "bronze", name), table, mode="overwrite")
+    marker.write_text(json.dumps(wanted))
+    print(f"generated {shape} {n:,} tracks in {generation.wall:.1f} s -> {warehouse}", flush=True)
+    return warehouse
 
 
-def run_faiss(seeds: np.ndarray, cands: np.ndarray, k: int, threads: int) -> tuple[Timing, np.ndarray]:
-    """(wall and CPU seconds of this process, neighbour rows)."""
-    import faiss
-
-    faiss.omp_set_num_threads(threads)
-    with timed() as timing:
-        index = faiss.IndexFlatIP(DIM)
-        index.add(normalised(cands))
-        _, found = index.search(normalised(seeds), k + 1)
-    return timing, found
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("ARIA_VENV", sys.prefix)
+    return env
 
 
-def run_numpy(seeds: np.ndarray, cands: np.ndarray, k: int, seed_block: int) -> tuple[Timing, np.ndarray]:
-    with timed() as timing:
-        unit_c, unit_s = normalised(cands), normalised(seeds)
-        found = np.empty((len(seeds), k + 1), np.int64)
-        for start in range(0, len(seeds), seed_block):
-            scores = unit_s[start:start + seed_block] @ unit_c.T
-            part = np.argpartition(-scores, k, axis=1)[:, : k + 1]
-            order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-            found[start:start + seed_block] = np.take_along_axis(part, order, axis=1)
-    return timing, found
+def run_job(warehouse: Path, master: str) -> dict[str, Any]:
+    folder = warehouse.parent
+    settings = {"paths.warehouse": warehouse, "paths.work": folder / "work", "runs.skip_unchanged": "false",
+                "spark.master": master, "similar.seed_count": SEEDS, "similar.top_k": TOP_K,
+                "vectors.tier_a_min_popularity": 0, "vectors.tier_b_min_popularity": 0}
+    argv = [str(ROOT / "spark-submit.sh"), "vectors", "--json"]
+    for key, value in settings.items():
+        argv += ["--set", f"{key}={value}"]
+    with (folder / "job-summary.json").open("w") as stdout, (folder / "job.log").open("w") as stderr:
+        process = run_process(argv, cwd=ROOT, env=_env(), stdout=stdout, stderr=stderr)
+    if process.returncode:
+        raise SystemExit(f"job failed ({process.returncode}); see {folder / 'job.log'}")
+    summary = json.loads((folder / "job-summary.json").read_text())
+    detail = summary["metrics"].get("step_detail", {})
+    return {"process": process, "seconds": summary["seconds"], "steps": summary["steps"],
+            "similar": summary["metrics"].get("precomputed_similar"),
+            "stages": sum(int(d.get("stages", 0)) for d in detail.values())}
 
 
-def run_job(spark, parquet: str, n_seeds: int, options: knn.SearchOptions, out: str) -> tuple[Timing, dict]:
-    with timed(spark_pid(spark)) as timing:
-        with timed() as prepare:
-            vectors = spark.read.parquet(parquet)
-            seeds = vectors.orderBy("spotify_id").limit(n_seeds)
-            result, plan = knn.exact_top_k(spark, seeds, vectors, options)
-        result.write.mode("overwrite").parquet(out)
-    info = {
-        "broadcast": plan.broadcast,
-        "blocks": plan.blocks,
-        "collect_seeds_and_count_seconds": round(prepare.wall, 2),
-        "search_merge_write_seconds": round(timing.wall - prepare.wall, 2),
-        **plan.kernel_stats(),
-    }
-    return timing, info
+def _clean_env() -> dict[str, str]:
+    env = _env()
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(name, None)
+    return env
 
 
-def disagreements(job: dict[str, list[str]], ids: np.ndarray, found: np.ndarray, seed_ids: np.ndarray) -> list[int]:
-    """Seeds (row numbers) whose job neighbour set differs from the peer's (self removed, first k)."""
-    differing = []
-    for i, seed in enumerate(seed_ids):
-        peer = [ids[j] for j in found[i] if ids[j] != seed][: len(job[seed])]
-        if set(peer) != set(job[seed]):
-            differing.append(i)
-    return differing
+def detected_core() -> str | None:
+    """The core numpy's (current) OpenBLAS detects with OPENBLAS_* unset, as threadpoolctl reports it."""
+    probe = ("import json, numpy; from threadpoolctl import threadpool_info; "
+             "print(json.dumps([i.get('architecture') for i in threadpool_info() if i['internal_api'] == 'openblas']))")
+    done = subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)
+    return found[0] if found else None
 
 
-def job_is_float64_exact(job: dict[str, list[str]], ids: np.ndarray, vectors: np.ndarray, rows: list[int],
-                         k: int) -> bool:
-    """For the given seeds: the job's list equals a float64 brute force over every candidate (score desc,
-    id asc; scores within 1e-12 count as tied)."""
-    unit = vectors.astype(np.float64)
-    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    for i in rows:
-        scores = unit @ unit[i]
-        scores[i] = -np.inf
-        top = np.argpartition(-scores, k + 5)[: k + 5]
-        ranked = sorted(top, key=lambda j: (-round(float(scores[j]), 12), ids[j]))[:k]
-        if [ids[j] for j in ranked] != job[ids[i]]:
-            return False
-    return True
+def run_peer(warehouse: Path, out: Path, core: str | None) -> Any:
+    """The peer with OPENBLAS_* unset; with ``core``, OPENBLAS_CORETYPE = that core: faiss-cpu bundles an
+    older OpenBLAS (0.3.15) that does not recognise every current CPU and falls back to generic Prescott
+    kernels (threadpoolctl shows it), ~1.5× the CPU of its sgemm on this machine's Xeon."""
+    from lib import delta
+
+    env = _clean_env()
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [sys.executable, str(PEER), str(out),
+            delta.table_path(str(warehouse), "bronze", "spotify_audio_features"),
+            delta.table_path(str(warehouse), "bronze", "spotify_tracks"), "--seeds", str(SEEDS), "--k", str(TOP_K)]
+    with (out.parent / "peer.log").open("w") as stderr:
+        process = run_process(argv, cwd=ROOT, env=env, stderr=stderr)
+    if process.returncode:
+        raise SystemExit(f"peer failed ({process.returncode}); see {out.parent / 'peer.log'}")
+    return process
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10_000)
-    parser.add_argument("--candidates", type=int, default=1_000_000)
-    parser.add_argument("--k", type=int, default=100, help="neighbours per seed, self excluded (peers: k+1)")
-    parser.add_argument("--block-rows", type=int, default=1_000_000, help="similar.block_rows")
-    parser.add_argument("--margin", type=int, default=32, help="similar.search_margin")
-    parser.add_argument("--numpy-seed-block", type=int, default=128)
-    parser.add_argument("--skip-numpy", action="store_true")
-    parser.add_argument("--faiss-one-thread", action="store_true", help="also time faiss on one thread")
+def differing_seeds(warehouse: Path, peer: Path) -> int:
+    """Seeds whose neighbour set (top k) differs between the job and the peer."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    from lib import delta
+
+    files = [p.removeprefix("file://") for p in
+             DeltaTable(delta.table_path(str(warehouse), "gold", "precomputed_similar")).file_uris()]
+    listed = ", ".join(f"'{p}'" for p in files)
+    with duckdb.connect() as con:
+        return int(con.execute(f"""
+            SELECT count(DISTINCT coalesce(j.seed_spotify_id, p.seed_spotify_id))
+            FROM read_parquet([{listed}]) j
+            FULL JOIN read_parquet('{peer}/similar.parquet') p USING (seed_spotify_id, similar_spotify_id)
+            WHERE j.seed_spotify_id IS NULL OR p.seed_spotify_id IS NULL
+        """).fetchone()[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "aria-bench", "knn"))
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
-    args = parser.parse_args()
+    parser.add_argument("--peer-core", default="auto",
+                        help="OPENBLAS_CORETYPE for the peer: auto (what numpy's OpenBLAS detects), none, or a core")
+    args = parser.parse_args(argv)
+    core = detected_core() if args.peer_core == "auto" else (None if args.peer_core == "none" else args.peer_core)
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="bench-knn-"))
-    work.mkdir(parents=True, exist_ok=True)
-    ids, vectors = make_vectors(args.candidates, args.seed)
-    seed_ids, seed_vectors = ids[: args.seeds], vectors[: args.seeds]  # ids are generated in sorted order
-    parquet = str(work / "vectors.parquet")
-    write_parquet(Path(parquet), ids, vectors)
-    figures: dict[str, object] = {"seeds": args.seeds, "candidates": args.candidates, "k": args.k,
-                                  "cores": os.cpu_count()}
-
-    cores = os.cpu_count() or 1
-    faiss_t, faiss_found = run_faiss(seed_vectors, vectors, args.k, cores)
-    figures["faiss_seconds"] = round(faiss_t.wall, 2)
-    figures["faiss_cpu_seconds"] = round(faiss_t.cpu, 2)
-    print(f"faiss IndexFlatIP ({cores} threads): {faiss_t.wall:.2f} s", flush=True)
-    if args.faiss_one_thread:  # what one job task runs per block: tells kernel cost from Spark overhead
-        one_t, _ = run_faiss(seed_vectors, vectors, args.k, 1)
-        figures["faiss_1_thread_seconds"] = round(one_t.wall, 2)
-        figures["faiss_1_thread_cpu_seconds"] = round(one_t.cpu, 2)
-        print(f"faiss IndexFlatIP (1 thread): {one_t.wall:.2f} s", flush=True)
-    if not args.skip_numpy:
-        numpy_t, numpy_found = run_numpy(seed_vectors, vectors, args.k, args.numpy_seed_block)
-        figures["numpy_seconds"] = round(numpy_t.wall, 2)
-        print(f"numpy blocked matmul + argpartition: {numpy_t.wall:.2f} s", flush=True)
-
-    config = load_config(use_default_file=False).with_overrides(
-        {"spark.master": args.master, "spark.driver_memory": "6g", "spark.log_level": "ERROR"}
-    )
-    with timed() as start:
-        spark = build_session(config, "bench-knn", {"spark.sql.shuffle.partitions": "4"})
-    figures["spark_start_seconds"] = round(start.wall, 2)
-    options = knn.SearchOptions(k=args.k, block_rows=args.block_rows, margin=args.margin, threads=1)
-    job_t, info = run_job(spark, parquet, args.seeds, options, str(work / "job_out"))
-    figures["job_seconds"] = round(job_t.wall, 2)
-    figures["job_cpu_seconds"] = round(job_t.cpu, 2)
-    figures["job"] = info
-    print(f"job (Spark {args.master}, exact): {job_t.wall:.2f} s  {json.dumps(info)}", flush=True)
-
-    rows = pq.read_table(str(work / "job_out")).to_pylist()
-    job: dict[str, list[str]] = {}
-    for row in sorted(rows, key=lambda r: (r["seed_spotify_id"], r["rank"])):
-        job.setdefault(row["seed_spotify_id"], []).append(row["similar_spotify_id"])
-    assert len(job) == args.seeds and all(len(v) == args.k for v in job.values()), "incomplete job output"
-    peers = {"faiss": faiss_found} if args.skip_numpy else {"faiss": faiss_found, "numpy": numpy_found}
-    for name, found in peers.items():
-        differing = disagreements(job, ids, found, seed_ids)
-        figures[f"seeds_whose_set_differs_from_{name}"] = len(differing)
-        # float32 peers order near-ties arbitrarily; where they differ, the job must match float64
-        figures[f"differing_seeds_float64_exact_{name}"] = job_is_float64_exact(job, ids, vectors, differing, args.k)
-    if not args.skip_numpy:
-        figures["job_vs_numpy"] = round(job_t.wall / numpy_t.wall, 2)
-    figures["job_vs_faiss"] = round(job_t.wall / faiss_t.wall, 2)
-    spark.stop()
-    if args.work is None:
-        shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(figures, indent=2))
-    write_result("knn", figures)
+    results = []
+    for n in args.sizes:
+        for shape in args.shapes:
+            warehouse = bronze_tables(Path(args.dir), n, shape)
+            line: dict[str, Any] = {"candidates": n, "seeds": SEEDS, "k": TOP_K, "shape": shape,
+                                    "load_before": list(os.getloadavg())}
+            line["job"] = run_job(warehouse, args.master)
+            line["peer"] = {"process": run_peer(warehouse, warehouse.parent / "peer", core), "openblas_core": core}
+            line["peer"]["differing_seeds"] = differing_seeds(warehouse, warehouse.parent / "peer")
+            line["load_after"] = list(os.getloadavg())
+            results.append(line)
+            job, peer = line["job"], line["peer"]["process"]
+            print(f"\n== {shape} {n:,} candidates: job {job['seconds']:.1f} s, process {job['process'].wall:.1f} s "
+                  f"({job['process'].cpu:.1f} CPU s, peak {job['process'].peak_rss_bytes / 1e9:.1f} GB; "
+                  f"{job['stages']} stages; steps {job['steps']}); peer {peer.wall:.1f} s ({peer.cpu:.1f} CPU s, "
+                  f"peak {peer.peak_rss_bytes / 1e9:.1f} GB); differing seeds {line['peer']['differing_seeds']}; "
+                  f"load {line['load_before'][0]:.1f} → {line['load_after'][0]:.1f}; kernel {job['similar']}",
+                  flush=True)
+            write_result("knn", line)
+    print("\n| shape | candidates | job s | process s (CPU s) | peak GB | faiss s (CPU s) | peak GB "
+          "| job ÷ faiss | process ÷ faiss | differing seeds | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for line in results:
+        job, peer = line["job"], line["peer"]["process"]
+        print(f"| {line['shape']} | {line['candidates']:,} | {job['seconds']:.1f} | {job['process'].wall:.1f} "
+              f"({job['process'].cpu:.0f}) | {job['process'].peak_rss_bytes / 1e9:.1f} | {peer.wall:.1f} "
+              f"({peer.cpu:.0f}) | {peer.peak_rss_bytes / 1e9:.1f} | {job['seconds'] / peer.wall:.1f} "
+              f"| {job['process'].wall / peer.wall:.1f} | {line['peer']['differing_seeds']} "
+              f"| {line['load_before'][0]:.1f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

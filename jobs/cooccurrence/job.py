@@ -115,8 +115,12 @@ class Steps:
         generated = Observation(f"cooccurrence_generated_{chunk}")
         counted = Observation(f"cooccurrence_counted_{chunk}")
         dictionary = self.run.read_work("dictionary", DICTIONARY_DDL)
-        encoded = transforms.encode_playlists(playlists, dictionary, self.broadcast)
-        tails = transforms.pair_tails(encoded).observe(
+        if self.broadcast:
+            ids = self.run.spark.sparkContext.broadcast(transforms.dictionary_ids(dictionary))
+            tails = transforms.encoded_tails(playlists, ids)
+        else:
+            tails = transforms.pair_tails(transforms.encode_playlists(playlists, dictionary, broadcast=False))
+        tails = tails.observe(
             generated, F.coalesce(F.sum(F.size("later").cast("long")), F.lit(0)).alias("pairs_generated")
         )
         # Chunks hold partial counts: a pair rare in one chunk may pass the threshold over all of them.

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Raw pair keys (8 bytes each) a task buffers before compacting them: 2**25 keys = 256 MiB.
 MAX_PENDING_KEYS = 1 << 25
@@ -133,3 +134,85 @@ def sum_pair_counts(batches: Iterable[pa.RecordBatch], min_count: int) -> Iterat
         keys = pack(batch.column(0).to_numpy(zero_copy_only=False), batch.column(1).to_numpy(zero_copy_only=False))
         counter.add(keys, batch.column(2).to_numpy(zero_copy_only=False).astype(np.int64))
     yield from _pair_batches(*counter.result(min_count))
+
+
+# ------------------------------------------------------------------------------------------------
+# Encoding playlists straight into tails
+
+
+# Track ids a task looks up in one ``index_in`` call: each call hashes the whole dictionary again, so the
+# playlists' batches are gathered up to this many ids first (≈ 2**22 × 22-byte ids ≈ 100 MiB).
+ENCODE_LOOKUP_IDS = 1 << 22
+# Values of ``later`` per output batch (Arrow list offsets are int32).
+TAIL_BATCH_VALUES = 1 << 24
+
+TAIL_SCHEMA = pa.schema([("track_a", pa.int32()), ("later", pa.list_(pa.int32()))])
+TAIL_DDL = "track_a int, later array<int>"
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """concat(arange(s, s + n) for s, n in zip(starts, lengths)), vectorised."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
+
+
+def playlist_tails(owner: np.ndarray, tids: np.ndarray) -> Iterator[pa.RecordBatch]:
+    """(track_a, later) rows of playlists given as (owner, tid) pairs with distinct tids per owner:
+    for each playlist's sorted tids, one row per tid with the tids after it (none for the last)."""
+    keys = np.sort((owner.astype(np.int64) << 32) | tids.astype(np.int64))
+    if len(keys) == 0:
+        return
+    owner, sorted_tids = keys >> 32, (keys & _LOW_32).astype(np.int32)
+    boundary = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1], [True])))
+    ends = np.repeat(boundary[1:], np.diff(boundary))  # each element's playlist end (exclusive)
+    rows = np.arange(len(keys), dtype=np.int64)
+    later = ends - rows - 1
+    rows, later = rows[later > 0], later[later > 0]
+    if len(rows) == 0:
+        return
+    cumulative = np.cumsum(later)
+    cuts = np.searchsorted(cumulative, np.arange(TAIL_BATCH_VALUES, int(cumulative[-1]), TAIL_BATCH_VALUES),
+                           side="right")
+    for part in np.split(np.arange(len(rows)), cuts):
+        if len(part) == 0:
+            continue
+        lengths = later[part]
+        values = sorted_tids[_ranges(rows[part] + 1, lengths)]
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int32)
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(sorted_tids[rows[part]]), pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))],
+            schema=TAIL_SCHEMA,
+        )
+
+
+def encode_tails(batches: Iterable[pa.RecordBatch], dictionary: pa.Array) -> Iterator[pa.RecordBatch]:
+    """mapInArrow kernel: (pid, tracks array<string>) playlists → (track_a, later) tails on dictionary ids.
+
+    ``dictionary`` holds the kept track ids sorted ascending, so an id's position is its tid (the
+    dictionary's ids follow string order). Pruned tracks (absent from it) are dropped before any pair
+    exists; a playlist's tails need only its own rows, so no shuffle by playlist is needed here."""
+    pending: list[pa.Array] = []
+    size = 0
+
+    def flush() -> Iterator[pa.RecordBatch]:
+        lists = pa.chunked_array(pending, type=pending[0].type).combine_chunks()
+        offsets = lists.offsets.to_numpy()
+        owner = np.repeat(np.arange(len(lists), dtype=np.int64), np.diff(offsets))
+        codes = pc.index_in(lists.values[offsets[0] : offsets[-1]], value_set=dictionary)
+        kept = codes.is_valid().to_numpy(zero_copy_only=False)
+        yield from playlist_tails(owner[kept], codes.drop_null().to_numpy())
+
+    for batch in batches:
+        tracks = batch.column(batch.schema.get_field_index("tracks"))
+        if len(tracks) == 0:
+            continue
+        pending.append(tracks)
+        size += len(tracks.values)
+        if size >= ENCODE_LOOKUP_IDS:
+            yield from flush()
+            pending, size = [], 0
+    if pending:
+        yield from flush()

@@ -21,7 +21,11 @@ No Python UDFs: the steps are Spark built-ins, and the counting kernel is an Arr
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark import Broadcast
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -102,6 +106,27 @@ def encode_playlists(playlists: DataFrame, dictionary: DataFrame, broadcast: boo
         .agg(F.sort_array(F.collect_list("tid")).alias("tids"))
         .where(F.size("tids") >= 2)
     )
+
+
+def dictionary_ids(dictionary: DataFrame) -> pa.Array:
+    """The dictionary's track ids in tid order (position = tid), collected for ``encoded_tails``."""
+    table = dictionary.select("tid", "track_id").toArrow()
+    order = pc.sort_indices(table.column("tid"))
+    if len(order) and table.column("tid")[order[-1].as_py()].as_py() != len(order) - 1:
+        raise ValueError("cooccurrence dictionary: tid is not dense 0..K-1")
+    ids = table.column("track_id").take(order)
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+
+
+def encoded_tails(playlists: DataFrame, ids: Broadcast) -> DataFrame:
+    """(track_a, later) from (pid, tracks) playlists in one Arrow pass (kernels.encode_tails), with the
+    broadcast dictionary ids (``dictionary_ids``): the same rows as ``pair_tails(encode_playlists(…))``
+    without the explode, the join and the shuffle by playlist that re-assembles the encoded sets."""
+
+    def kernel(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return kernels.encode_tails(batches, ids.value)
+
+    return playlists.select("tracks").mapInArrow(kernel, kernels.TAIL_DDL)
 
 
 def pair_tails(encoded: DataFrame) -> DataFrame:

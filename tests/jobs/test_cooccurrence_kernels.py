@@ -68,3 +68,70 @@ def test_sums_partial_counts(max_pending, monkeypatch):
                                          schema=schema)
     got = as_counter(kernels.sum_pair_counts(iter([chunk_1, chunk_2]), min_count=2))
     assert got == Counter({(1, 2): 3, (4, 5): 2})
+
+
+# ------------------------------------------------------------------------------------------------
+# encode_tails: playlists of string ids → (track_a, later) on dictionary ids
+
+
+PLAYLIST_SCHEMA = pa.schema([("pid", pa.int64()), ("tracks", pa.list_(pa.string()))])
+
+
+def expected_tails(playlists: list[list[str]], dictionary: list[str]) -> Counter:
+    """(a, later) rows by hand: each playlist's kept tracks as sorted positions in the dictionary."""
+    position = {track: i for i, track in enumerate(dictionary)}
+    rows: Counter = Counter()
+    for tracks in playlists:
+        kept = sorted(position[t] for t in set(tracks) if t in position)
+        for i, a in enumerate(kept[:-1]):
+            rows[a, tuple(kept[i + 1 :])] += 1
+    return rows
+
+
+def tails_of(batches) -> Counter:
+    rows: Counter = Counter()
+    for batch in batches:
+        assert batch.schema == kernels.TAIL_SCHEMA
+        for a, later in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+            rows[a, tuple(later)] += 1
+    return rows
+
+
+def test_encode_tails_drops_pruned_tracks_and_short_playlists():
+    dictionary = pa.array(["a", "b", "c", "d", "e"])  # sorted: position = tid
+    batch = pa.RecordBatch.from_pydict(
+        {"pid": [1, 2, 3, 4], "tracks": [["c", "a", "z", "b"], ["e"], ["d", "x", "b"], ["y", "z"]]},
+        schema=PLAYLIST_SCHEMA,
+    )
+    got = tails_of(kernels.encode_tails(iter([batch]), dictionary))
+    # {a, b, c} → (0, [1, 2]), (1, [2]); {b, d} → (1, [3]); {e} and {} make no pair.
+    assert got == Counter({(0, (1, 2)): 1, (1, (2,)): 1, (1, (3,)): 1})
+
+
+def test_encode_tails_equals_the_hand_computed_tails_across_lookups_and_output_batches(monkeypatch):
+    rng = random.Random(5)
+    vocabulary = [f"t{i:04d}" for i in range(300)]
+    dictionary = sorted(rng.sample(vocabulary, 200))
+    playlists = [rng.sample(vocabulary, rng.randint(0, 40)) for _ in range(500)]
+    batches = [
+        pa.RecordBatch.from_pydict({"pid": list(range(i, i + 50)), "tracks": playlists[i : i + 50]},
+                                   schema=PLAYLIST_SCHEMA)
+        for i in range(0, len(playlists), 50)
+    ]
+    # Small limits: several index_in calls per task and several output batches per call.
+    monkeypatch.setattr(kernels, "ENCODE_LOOKUP_IDS", 2_000)
+    monkeypatch.setattr(kernels, "TAIL_BATCH_VALUES", 1_000)
+    got = list(kernels.encode_tails(iter(batches), pa.array(dictionary)))
+    assert len(got) > len(batches)
+    assert tails_of(got) == expected_tails(playlists, dictionary)
+    # The pairs they carry are the pairs the counting kernel then counts.
+    pairs = Counter(itertools.chain.from_iterable(
+        itertools.combinations(sorted(dictionary.index(t) for t in set(p) if t in dictionary), 2) for p in playlists
+    ))
+    assert as_counter(kernels.count_tail_pairs(iter(got), min_count=1)) == pairs
+
+
+def test_encode_tails_of_no_rows_yields_nothing():
+    empty = pa.RecordBatch.from_pydict({"pid": [], "tracks": []}, schema=PLAYLIST_SCHEMA)
+    assert list(kernels.encode_tails(iter([empty]), pa.array(["a"]))) == []
+    assert list(kernels.encode_tails(iter([]), pa.array([], pa.string()))) == []
