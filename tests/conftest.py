@@ -20,6 +20,19 @@ if TYPE_CHECKING:
     from tests.support.warehouse import PipelineRun
 
 
+# Tests that share one expensive session fixture run on one xdist worker (``--dist loadgroup`` in
+# pyproject.toml): a second worker asking for it would build it again.
+SHARED_FIXTURE_GROUPS = {"pipeline_run": "pipeline", "sample_warehouse": "pipeline", "real_ingest": "real-ingest"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        groups = {SHARED_FIXTURE_GROUPS[name] for name in getattr(item, "fixturenames", ())
+                  if name in SHARED_FIXTURE_GROUPS}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     os.environ["PYSPARK_PYTHON"] = sys.executable
