@@ -453,16 +453,23 @@ def _dropper(index: str) -> Callable[[PublishTarget], tuple[str | None, str]]:
 
 
 def _wait(target: PublishTarget, results: Sequence[dict[str, Any]]) -> None:
-    """Vectorize applies writes asynchronously: wait for each index's last mutation of this generation."""
-    last: dict[str, tuple[float, str]] = {}
+    """Vectorize applies writes asynchronously: wait once per index for its last mutation of this generation.
+
+    The executors' mutations are foreign to the driver's client, which would issue a barrier for each one the
+    index reports; instead every mutation whose response came back before the last one's request went out is
+    passed as ``earlier`` (the index accepted it first). Only mutations concurrent with the last (another
+    task's, or ones an earlier run sent) are left unknown and may still cost a barrier."""
+    by_index: dict[str, list[dict[str, Any]]] = {}
     for r in results:
-        mutation = r.get("mutation_id") or r.get("info")
-        if r["kind"] in ("upsert", "delete") and mutation:
-            when = r.get("sent_at") or 0.0
-            if r["location"] not in last or when >= last[r["location"]][0]:
-                last[r["location"]] = (when, mutation)
-    for index, (_, mutation) in sorted(last.items()):
-        target.vectorize_wait(index, mutation)
+        if r["kind"] in ("upsert", "delete") and (r.get("mutation_id") or r.get("info")):
+            by_index.setdefault(r["location"], []).append(r)
+    for index, sent in sorted(by_index.items()):
+        sent.sort(key=lambda r: r.get("sent_at") or 0.0)
+        last = sent[-1]
+        started = last.get("started_at")
+        earlier = [r.get("mutation_id") or r["info"] for r in sent[:-1]
+                   if started is not None and r.get("sent_at") is not None and r["sent_at"] <= started]
+        target.vectorize_wait(index, last.get("mutation_id") or last["info"], earlier)
 
 
 def publish_kv(ctx: Context, inputs: Inputs, facts: DataFrame, smap: dict[str, Any]) -> None:
