@@ -141,7 +141,7 @@ class LocalTarget:
         self._live_write(f"vectorize/{index}", None, b"", list(ids))
         return "local-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
-    def vectorize_wait(self, index: str, mutation_id: str | None) -> None:
+    def vectorize_wait(self, index: str, mutation_id: str | None, earlier: Sequence[str] = ()) -> None:
         """Local writes are applied synchronously."""
 
     def vectorize_drop_index(self, index: str) -> None:

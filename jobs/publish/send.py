@@ -42,11 +42,13 @@ REQUESTS = {
     "r2_delete": 1,
 }
 RESULT_DDL = ("kind string, location string, label string, batch_key string, batch_id string, rows long, "
-              "bytes long, requests int, status string, mutation_id string, sent_at double, info string")
+              "bytes long, requests int, status string, mutation_id string, started_at double, sent_at double, "
+              "info string")
 RESULT_SCHEMA = pa.schema([
     ("kind", pa.string()), ("location", pa.string()), ("label", pa.string()), ("batch_key", pa.string()),
     ("batch_id", pa.string()), ("rows", pa.int64()), ("bytes", pa.int64()), ("requests", pa.int32()),
-    ("status", pa.string()), ("mutation_id", pa.string()), ("sent_at", pa.float64()), ("info", pa.string()),
+    ("status", pa.string()), ("mutation_id", pa.string()), ("started_at", pa.float64()), ("sent_at", pa.float64()),
+    ("info", pa.string()),
 ])
 
 
@@ -102,7 +104,7 @@ def _run(stream: Stream, prepared: Iterable[Prepared], target: PublishTarget | N
          own: list[PublishTarget]) -> Iterator[dict[str, Any]]:
     for batch in prepared:
         key = stream.wal.batch_key(stream.object, stream.generation, batch.batch_id)
-        status, mutation, info, sent_at = "planned", None, batch.info, None
+        status, mutation, info, started_at, sent_at = "planned", None, batch.info, None, None
         record = None
         if key in stream.done:
             status, info = "done", stream.done[key] or info
@@ -114,6 +116,7 @@ def _run(stream: Stream, prepared: Iterable[Prepared], target: PublishTarget | N
             if target is None:
                 target = stream.target()
                 own.append(target)
+            started_at = time.time()  # with sent_at, what orders mutations of concurrent tasks (``steps._wait``)
             mutation, sent_info = batch.send(target)
             info = sent_info or batch.info
             stream.wal.record(stream.object, stream.generation, stream.base, batch.batch_id, kind=batch.kind,
@@ -122,7 +125,7 @@ def _run(stream: Stream, prepared: Iterable[Prepared], target: PublishTarget | N
             status, sent_at = "sent", time.time()
         yield {"kind": batch.kind, "location": batch.location, "label": batch.label, "batch_key": key,
                "batch_id": batch.batch_id, "rows": batch.rows, "bytes": batch.size, "requests": batch.requests,
-               "status": status, "mutation_id": mutation, "sent_at": sent_at, "info": info}
+               "status": status, "mutation_id": mutation, "started_at": started_at, "sent_at": sent_at, "info": info}
 
 
 def _arrow(results: Iterable[dict[str, Any]]) -> Iterator[pa.RecordBatch]:

@@ -221,14 +221,21 @@ def publish_d1(ctx: Context, inputs: Inputs, facts: DataFrame) -> None:
                                                              inputs.get("artist_genres_inferred")),
     }
     candidates = {t: ctx.keep(frame) for t, frame in candidates.items()}
+    # The co-occurrence candidates are the pairs of the hot tracks (those the features' fill keeps). Usually the
+    # fill keeps every feature candidate: assume so, and their histogram comes in the same Spark job as the
+    # others; only when the features' fill is cut are they made again from the tracks it kept.
+    features = "spotify_audio_features_cache"
+    candidates["playlist_cooccurrence"] = ctx.keep(transforms.cooccurrence_candidates(
+        inputs["playlist_cooccurrence"], inputs["cooccurrence_top"],
+        candidates[features].select("spotify_id", "popularity")))
     cells = transforms.histograms({t: (f, layout.D1_TABLES[t].loaded) for t, f in candidates.items()})
     fill = transforms.Fill(budget)
     kept: dict[str, DataFrame] = {}
     desired: dict[str, str] = {}
     remaining = budget
     for table in layout.D1_FILL_ORDER:
-        if table == "playlist_cooccurrence":  # the pairs of the hot tracks: needs the features' fill first
-            hot = kept["spotify_audio_features_cache"].select("spotify_id", "popularity")
+        if table == "playlist_cooccurrence" and not fill.tables[features].complete:
+            hot = kept[features].select("spotify_id", "popularity")
             candidates[table] = ctx.keep(transforms.cooccurrence_candidates(
                 inputs["playlist_cooccurrence"], inputs["cooccurrence_top"], hot))
             cells.update(transforms.histograms({table: (candidates[table], layout.D1_TABLES[table].loaded)}))
@@ -417,7 +424,9 @@ def publish_vectorize(ctx: Context, facts: DataFrame) -> dict[str, Any]:
     old_indexes = set(json.loads(marker["info"])["shard_map"]["indexes"]) if marker else set()
     touched = _touched_pairs(others)
     dropped = sorted((old_indexes | {loc for loc, _ in touched}) - set(smap["indexes"]))
-    changes = _changes(lines, ctx.narrow(ctx.state.frame("vectorize")), touched, ctx.spark, dropped, "upsert")
+    # Read twice (the plan's counts, then the sending tasks): kept, so the joins with the state run once.
+    changes = ctx.keep(_changes(lines, ctx.narrow(ctx.state.frame("vectorize")), touched, ctx.spark, dropped,
+                                "upsert"))
     tasks, minimum, counts = _plan_parts(changes, {
         "upsert": (limits.VECTORIZE_MAX_VECTORS_PER_UPSERT, limits.VECTORIZE_MAX_UPSERT_BYTES),
         "delete": (limits.VECTORIZE_MAX_IDS_PER_DELETE, limits.VECTORIZE_MAX_UPSERT_BYTES)}, ctx.parallel_tasks)
@@ -453,16 +462,23 @@ def _dropper(index: str) -> Callable[[PublishTarget], tuple[str | None, str]]:
 
 
 def _wait(target: PublishTarget, results: Sequence[dict[str, Any]]) -> None:
-    """Vectorize applies writes asynchronously: wait for each index's last mutation of this generation."""
-    last: dict[str, tuple[float, str]] = {}
+    """Vectorize applies writes asynchronously: wait once per index for its last mutation of this generation.
+
+    The executors' mutations are foreign to the driver's client, which would issue a barrier for each one the
+    index reports; instead every mutation whose response came back before the last one's request went out is
+    passed as ``earlier`` (the index accepted it first). Only mutations concurrent with the last (another
+    task's, or ones an earlier run sent) are left unknown and may still cost a barrier."""
+    by_index: dict[str, list[dict[str, Any]]] = {}
     for r in results:
-        mutation = r.get("mutation_id") or r.get("info")
-        if r["kind"] in ("upsert", "delete") and mutation:
-            when = r.get("sent_at") or 0.0
-            if r["location"] not in last or when >= last[r["location"]][0]:
-                last[r["location"]] = (when, mutation)
-    for index, (_, mutation) in sorted(last.items()):
-        target.vectorize_wait(index, mutation)
+        if r["kind"] in ("upsert", "delete") and (r.get("mutation_id") or r.get("info")):
+            by_index.setdefault(r["location"], []).append(r)
+    for index, sent in sorted(by_index.items()):
+        sent.sort(key=lambda r: r.get("sent_at") or 0.0)
+        last = sent[-1]
+        started = last.get("started_at")
+        earlier = [r.get("mutation_id") or r["info"] for r in sent[:-1]
+                   if started is not None and r.get("sent_at") is not None and r["sent_at"] <= started]
+        target.vectorize_wait(index, last.get("mutation_id") or last["info"], earlier)
 
 
 def publish_kv(ctx: Context, inputs: Inputs, facts: DataFrame, smap: dict[str, Any]) -> None:
@@ -481,7 +497,8 @@ def publish_kv(ctx: Context, inputs: Inputs, facts: DataFrame, smap: dict[str, A
         return
     report.changed, report.generation = True, generation
     desired_rows = items.select("key", F.lit("").alias("location"), F.col("value").alias("payload"), "ttl", "hash")
-    changes = _changes(desired_rows, ctx.narrow(ctx.state.frame("kv")), _touched_pairs(others), ctx.spark, (), "put")
+    changes = ctx.keep(_changes(desired_rows, ctx.narrow(ctx.state.frame("kv")), _touched_pairs(others), ctx.spark,
+                                (), "put"))  # read twice, like Vectorize's
     tasks, minimum, counts = _plan_parts(changes, {
         "put": (limits.KV_MAX_PAIRS_PER_BULK, limits.KV_MAX_BULK_BYTES),
         "delete": (limits.KV_MAX_KEYS_PER_BULK_DELETE, limits.KV_MAX_BULK_BYTES)},

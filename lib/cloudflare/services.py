@@ -141,8 +141,8 @@ class CloudflareTarget:
     def vectorize_delete(self, index: str, ids: Sequence[str], label: str) -> str | None:
         return self.vectorize.delete_by_ids(index, ids, label)
 
-    def vectorize_wait(self, index: str, mutation_id: str | None) -> None:
-        self.vectorize.wait(index, mutation_id)
+    def vectorize_wait(self, index: str, mutation_id: str | None, earlier: Sequence[str] = ()) -> None:
+        self.vectorize.wait(index, mutation_id, earlier)
 
     def vectorize_drop_index(self, index: str) -> None:
         self.vectorize.delete_index(index)

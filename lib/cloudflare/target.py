@@ -39,8 +39,9 @@ class PublishTarget(Protocol):
     def vectorize_delete(self, index: str, ids: Sequence[str], label: str) -> str | None:
         """Delete by ids; returns the mutation id."""
 
-    def vectorize_wait(self, index: str, mutation_id: str | None) -> None:
-        """Block until the index has processed ``mutation_id`` (writes are asynchronous)."""
+    def vectorize_wait(self, index: str, mutation_id: str | None, earlier: Sequence[str] = ()) -> None:
+        """Block until the index has processed ``mutation_id`` (writes are asynchronous); ``earlier``: mutations
+        of other clients that the index accepted before it."""
 
     def vectorize_drop_index(self, index: str) -> None:
         """Delete an index that is no longer in the shard map."""

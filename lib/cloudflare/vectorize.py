@@ -3,7 +3,7 @@
 Writes are asynchronous: an upsert or delete returns a ``mutationId`` and the index applies it later;
 ``/info`` reports ``processedUpToMutation``. Mutation ids are opaque (not ordered), so ``wait`` accepts the
 awaited id, any id this client issued after it, or a barrier it issued when other writers interleave (the
-index applies mutations in order).
+index applies mutations in order); mutations the caller names as earlier are not "other writers".
 Metadata indexes are created before any upsert: vectors written earlier are not indexed for filtering.
 """
 
@@ -140,10 +140,12 @@ class VectorizeClient:
         """A mutation that changes nothing (delete an id no vector has), issued after everything so far."""
         return self.delete_by_ids(index, [BARRIER_ID], label)
 
-    def wait(self, index: str, mutation_id: str | None = None) -> None:
+    def wait(self, index: str, mutation_id: str | None = None, earlier: Sequence[str] = ()) -> None:
         """Poll ``/info`` until ``mutation_id`` is applied (None: the last mutation this client issued, and
         nothing at all — not a single request — when it issued none). ``mutation_id`` may come from another
-        process (an executor's upsert awaited on the driver).
+        process (an executor's upsert awaited on the driver); ``earlier`` are mutations of other processes
+        that the index accepted before ``mutation_id`` (the caller knows: their responses came back before
+        its request went out), so seeing one of them is progress, not a foreign writer.
 
         Done when ``processedUpToMutation`` is ``mutation_id`` or a mutation this client issued after it. When
         the index reports a mutation this client does not know (another task wrote meanwhile, maybe after
@@ -157,6 +159,9 @@ class VectorizeClient:
             mutation_id = issued[-1]
         if mutation_id not in issued:
             issued.append(mutation_id)
+        for mutation in earlier:
+            if mutation not in issued:
+                issued.insert(issued.index(mutation_id), mutation)
         settings = self.api.settings
         deadline = time.monotonic() + settings.poll_timeout_s
         unknown = None

@@ -11,6 +11,7 @@ below is taken server-side, from the stand-ins' request logs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from jobs.publish import job as publish_job
 from jobs.publish.layout import SHARD_HASH, index_names, shard_of
 from lib import runs
 from lib.cloudflare import limits
+from lib.cloudflare.vectorize import BARRIER_ID
 from lib.log import get_logger
 from lib.schemas import BRONZE
 from tests.support import configs
@@ -236,6 +238,12 @@ def test_every_request_within_the_limits_and_near_the_fewest(first):
     assert sum(r.operation == "upsert" for r in ok) == objects["vectorize"]["sent"]
     assert sum(r.operation == "bulk" and r.method == "PUT" for r in ok) == objects["kv"]["sent"]
     assert sum(r.object_write and r.status == 200 for r in first.s3_log) == objects["r2"]["sent"]
+    # The driver waits for the executors' upserts told which came first: no barrier but each new index's
+    # set-up one (after its metadata indexes).
+    barrier = hashlib.sha256(json.dumps({"ids": [BARRIER_ID]}, separators=(",", ":")).encode()).hexdigest()
+    vectorize = [r for r in ok if r.service == "vectorize"]
+    barriers = sum(r.operation == "delete_by_ids" and r.digest == barrier for r in vectorize)
+    assert barriers == len(objects["vectorize"]["indexes"])
 
 
 def test_faults_are_waited_out_and_the_batch_resent(first):

@@ -112,6 +112,31 @@ def test_a_mutation_awaited_in_another_process(target, cloudflare_config, cloudf
     assert len(cloudflare_standin.log) == before
 
 
+def test_a_driver_told_the_earlier_mutations_waits_without_barriers(target, cloudflare_config, cloudflare_standin):
+    """An executor's upserts awaited on the driver: told which of them came before the last, the driver only
+    polls; told nothing, each one it sees applied is foreign and costs it a barrier."""
+    ids, values, metadata = _vectors(12)
+
+    def upserts(offset: int) -> list[str]:
+        return [target.vectorize_upsert(INDEX, _ndjson(ids[i:i + 2], values[i:i + 2], metadata[i:i + 2]), f"e{i}")
+                for i in range(offset, offset + 6, 2)]
+
+    def barriers() -> int:
+        return sum(r.operation == "delete_by_ids" for r in cloudflare_standin.requests("vectorize"))
+
+    told = upserts(0)
+    before = barriers()
+    CloudflareTarget(cloudflare_config).vectorize_wait(INDEX, told[-1], told[:-1])
+    assert cloudflare_standin.pending_mutations(INDEX) == 0
+    assert sorted(cloudflare_standin.vectors(INDEX)) == ids[:6]
+    assert barriers() == before
+
+    untold = upserts(6)
+    CloudflareTarget(cloudflare_config).vectorize_wait(INDEX, untold[-1])
+    assert sorted(cloudflare_standin.vectors(INDEX)) == ids
+    assert barriers() > before
+
+
 def test_query_is_exact_cosine(target):
     ids, values, metadata = _vectors(40, seed=11)
     target.vectorize_wait(INDEX, target.vectorize_upsert(INDEX, _ndjson(ids, values, metadata), "v"))

@@ -115,8 +115,8 @@ class RecordingTarget:
     def vectorize_delete(self, index: str, ids: Sequence[str], label: str) -> str | None:
         return self._call("vectorize_delete", index, list(ids), label)
 
-    def vectorize_wait(self, index: str, mutation_id: str | None) -> None:
-        return self._call("vectorize_wait", index, mutation_id)
+    def vectorize_wait(self, index: str, mutation_id: str | None, earlier: Sequence[str] = ()) -> None:
+        return self._call("vectorize_wait", index, mutation_id, list(earlier))
 
     def vectorize_drop_index(self, index: str) -> None:
         return self._call("vectorize_drop_index", index)
