@@ -208,9 +208,10 @@ def read_table(spark: Any, dump: MbDump, table: str, columns: Sequence[tuple[str
 
 SPLIT_BYTES = 128 << 20  # bytes of a file per task
 BLOCK_BYTES = 32 << 20  # bytes parsed at once inside a task (whole lines)
-# Spark's string → integer cast trims these (UTF8String.trimAll: every char <= U+0020) and accepts an
-# optional sign and ASCII digits only.
-_CAST_TRIM = "".join(chr(c) for c in range(0x21))
+# Spark's string → integer cast trims these (UTF8String.trimAll: Character.isWhitespace or isISOControl of
+# each *byte*, so U+0000–U+0020 and U+007F; the C1 controls U+0080–U+009F are two UTF-8 bytes and stay) and
+# accepts an optional sign and ASCII digits only.
+_CAST_TRIM = "".join(chr(c) for c in range(0x21)) + "\x7f"
 _INTEGER_RANGES = {"long": (-(2**63), 2**63 - 1), "int": (-(2**31), 2**31 - 1)}
 ARROW_KINDS = {"string": "string", "long": "int64", "int": "int32", "boolean": "bool"}
 
@@ -318,8 +319,8 @@ def bad_escape_arrow(field: Any) -> Any:
 
 
 def spark_integer(raw: Any, kind: str) -> Any:
-    """``raw.try_cast(kind)`` for ``long``/``int`` with Spark's rules: trimmed of chars <= U+0020, an optional
-    sign and ASCII digits, NULL outside the type's range."""
+    """``raw.try_cast(kind)`` for ``long``/``int`` with Spark's rules: trimmed of chars <= U+0020 and U+007F,
+    an optional sign and ASCII digits, NULL outside the type's range."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
