@@ -3,6 +3,12 @@ standalone cluster of scripts/local-cluster.sh; speed-up and efficiency against 
 
     .venv/bin/python bench/scaling.py                          # 300,000 tracks, one round
     .venv/bin/python bench/scaling.py --tracks 100000 --rounds 2
+    .venv/bin/python bench/scaling.py --tracks 200000 --rows-per-task 50000   # bronze tables of many files
+
+A bronze table is one Parquet file per ingest task (``ingest.rows_per_task`` rows), and a Spark scan task
+per file (or row group): at 200,000 tracks the default of 500,000 rows gives one file per table, so a scan
+has one task whatever the cores. ``--rows-per-task`` ingests smaller files, as a full-size dump has many,
+to show whether the work then spreads over the cores.
 
 The inputs are made once per size under ``--dir``: ``./spark-submit.sh sample`` then ``ingest`` (local[2]),
 so every run reads the same bronze tables. Each job then runs through ``./spark-submit.sh`` exactly as a
@@ -43,8 +49,9 @@ def env() -> dict[str, str]:
 
 
 def submit(job: str, master: str, cwd: Path, sets: list[str]) -> float:
-    """Run one job; returns the wall seconds of the whole command."""
-    args = [str(SUBMIT), job, "--conf", str(CONF), "--master", master]
+    """Run one job (``--force``: its inputs are unchanged since the last round, which would otherwise skip
+    it); returns the wall seconds of the whole command."""
+    args = [str(SUBMIT), job, "--conf", str(CONF), "--master", master, "--force"]
     for item in sets:
         args += ["--set", item]
     started = time.perf_counter()
@@ -56,18 +63,22 @@ def submit(job: str, master: str, cwd: Path, sets: list[str]) -> float:
 
 def last_run_seconds(warehouse: Path, job: str) -> float:
     records = DeltaTable(str(warehouse / "gold" / "_runs")).to_pyarrow_table(
-        columns=["job", "started_at", "seconds"]).to_pylist()
-    return max((r for r in records if r["job"] == job), key=lambda r: r["started_at"])["seconds"]
+        columns=["job", "status", "started_at", "seconds"]).to_pylist()
+    last = max((r for r in records if r["job"] == job), key=lambda r: r["started_at"])
+    if last["status"] != "succeeded":
+        raise SystemExit(f"{job}: the last run record says {last['status']!r}, not a measured run")
+    return last["seconds"]
 
 
-def prepare(base: Path, tracks: int, sets: list[str]) -> None:
+def prepare(base: Path, tracks: int, rows_per_task: int, sets: list[str]) -> None:
     """The sample dump and its bronze tables, once per size."""
     marker = base / "inputs.done"
     if marker.exists():
         return
     base.mkdir(parents=True, exist_ok=True)
     for job in ("sample", "ingest"):
-        seconds = submit(job, "local[2]", base, [f"sample.tracks={tracks}", *sets])
+        seconds = submit(job, "local[2]", base,
+                         [f"sample.tracks={tracks}", f"ingest.rows_per_task={rows_per_task}", *sets])
         print(f"prepared: {job} in {seconds:.0f} s", flush=True)
     marker.touch()
 
@@ -88,14 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracks", type=int, default=300_000, help="sample.tracks of the generated dump")
     parser.add_argument("--seeds", type=int, default=20_000, help="similar.seed_count of the vectors job")
+    parser.add_argument("--rows-per-task", type=int, default=500_000,
+                        help="ingest.rows_per_task of the bronze tables (rows per Parquet file)")
     parser.add_argument("--rounds", type=int, default=1, help="runs per job and master (median reported)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "aria-bench" / "scaling")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scaling.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results JSON (default bench/results/scaling[-rROWS].json)")
     args = parser.parse_args(argv)
 
-    base = (args.dir / f"t{args.tracks}").resolve()
+    suffix = "" if args.rows_per_task == 500_000 else f"-r{args.rows_per_task}"
+    base = (args.dir / f"t{args.tracks}{suffix}").resolve()
     sets = [f"similar.seed_count={args.seeds}"]
-    prepare(base, args.tracks, sets)
+    prepare(base, args.tracks, args.rows_per_task, sets)
     warehouse = base / "data" / "warehouse"
     state = base / "cluster"
     url = start_cluster(state)
@@ -127,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
             speedup = single / took
             results.append({"job": job, "master": label.get(master, master), "cores": cores, "seconds": took,
                             "runs": seconds[(job, master)], "command_seconds": wall, "speedup": speedup,
-                            "efficiency": speedup / cores, "tracks": args.tracks, "seeds": args.seeds})
+                            "efficiency": speedup / cores, "tracks": args.tracks, "seeds": args.seeds,
+                            "rows_per_task": args.rows_per_task})
             print(f"| {job} | {label.get(master, master)} | {cores} | {took:.1f} | {wall:.1f} | {speedup:.2f} | "
                   f"{speedup / cores:.2f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    out = args.out or ROOT / "bench" / "results" / f"scaling{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
     return 0
 
 
