@@ -4,6 +4,7 @@ tests/support/cli.py), and a Config whose paths point into each test's own tempo
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,19 +21,37 @@ if TYPE_CHECKING:
     from tests.support.warehouse import PipelineRun
 
 
-# Meant to keep the tests that share one expensive session fixture on one xdist worker (``--dist loadgroup``
-# in pyproject.toml). It does not yet: under pytest 9.2 with xdist 3.8 the node ids xdist rewrites from these
-# marks never reach its scheduler, so tests are spread one by one and each worker builds what it needs (the
-# branch `xdist` schedules by module instead, through pytest_xdist_make_scheduler; to be measured, then merged).
-SHARED_FIXTURE_GROUPS = {"pipeline_run": "pipeline", "sample_warehouse": "pipeline", "real_ingest": "real-ingest"}
+# Which xdist worker runs a test (pyproject.toml: ``-n 2 --dist loadscope``): a module per worker, so a module
+# fixture (many modules build a small warehouse once for all their tests) is built once; and every module
+# that uses one expensive session fixture on the same worker, which would otherwise build it again. (The
+# ``xdist_group`` mark does not group under pytest 9.2 with xdist 3.8: the node ids it rewrites never
+# reach the scheduler, so the grouping is decided here from the modules' sources.)
+SHARED_SESSION_FIXTURES = {"pipeline_run": "pipeline", "sample_warehouse": "pipeline", "real_ingest": "real-ingest"}
+TESTS = Path(__file__).resolve().parent
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        groups = {SHARED_FIXTURE_GROUPS[name] for name in getattr(item, "fixturenames", ())
-                  if name in SHARED_FIXTURE_GROUPS}
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+def shared_fixture_groups() -> dict[str, str]:
+    """test module (as in node ids) → the group of the shared session fixture its source names."""
+    groups: dict[str, str] = {}
+    for path in sorted(TESTS.rglob("test_*.py")):
+        source = path.read_text()
+        named = sorted({group for name, group in SHARED_SESSION_FIXTURES.items() if re.search(rf"\b{name}\b", source)})
+        if named:
+            groups[path.relative_to(TESTS.parent).as_posix()] = named[0]
+    return groups
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups = shared_fixture_groups()
+
+    class ModuleOrSharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return groups.get(module, module)
+
+    return ModuleOrSharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
