@@ -15,7 +15,9 @@ so every run reads the same bronze tables. Each job then runs through ``./spark-
 user runs it (a fresh driver JVM per run, conf/standalone-local.toml, its own ``paths.work``), rounds
 interleaving the three masters so load on a shared machine spreads over all of them. The figure is the
 job's own time from its ``gold/_runs`` record (JVM and session start-up excluded; the wall time of the
-whole command is printed too). Speed-up = local[1] seconds / seconds; efficiency = speed-up / cores.
+whole command is printed too, with the machine's busy CPU seconds during it: "local[1]" limits Spark's task
+slots, not the driver JVM's threads, its GC or the Python workers of ``mapInArrow``).
+Speed-up = local[1] seconds / seconds; efficiency = speed-up / cores.
 """
 
 from __future__ import annotations
@@ -48,17 +50,25 @@ def env() -> dict[str, str]:
     return clean
 
 
-def submit(job: str, master: str, cwd: Path, sets: list[str]) -> float:
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (user + nice + system + irq + softirq, /proc/stat): the
+    cluster's executors are not children of spark-submit, so the command's own rusage would miss them."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def submit(job: str, master: str, cwd: Path, sets: list[str]) -> tuple[float, float]:
     """Run one job (``--force``: its inputs are unchanged since the last round, which would otherwise skip
-    it); returns the wall seconds of the whole command."""
+    it); returns the wall seconds of the whole command and the machine's busy CPU seconds during it."""
     args = [str(SUBMIT), job, "--conf", str(CONF), "--master", master, "--force"]
     for item in sets:
         args += ["--set", item]
-    started = time.perf_counter()
+    cpu_before, started = machine_cpu_seconds(), time.perf_counter()
     result = subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env())
     if result.returncode != 0:
         raise SystemExit(f"{job} on {master} failed:\n{(result.stdout + result.stderr)[-3000:]}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, machine_cpu_seconds() - cpu_before
 
 
 def last_run_seconds(warehouse: Path, job: str) -> float:
@@ -77,8 +87,8 @@ def prepare(base: Path, tracks: int, rows_per_task: int, sets: list[str]) -> Non
         return
     base.mkdir(parents=True, exist_ok=True)
     for job in ("sample", "ingest"):
-        seconds = submit(job, "local[2]", base,
-                         [f"sample.tracks={tracks}", f"ingest.rows_per_task={rows_per_task}", *sets])
+        seconds, _ = submit(job, "local[2]", base,
+                            [f"sample.tracks={tracks}", f"ingest.rows_per_task={rows_per_task}", *sets])
         print(f"prepared: {job} in {seconds:.0f} s", flush=True)
     marker.touch()
 
@@ -118,34 +128,40 @@ def main(argv: list[str] | None = None) -> int:
     label = {url: "standalone 2×1"}
     seconds: dict[tuple[str, str], list[float]] = {}
     walls: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     try:
         for round_no in range(args.rounds):
             for master in masters:
                 for job in JOBS:
                     work = base / "work" / f"{job}-{len(seconds.get((job, master), []))}"
-                    wall = submit(job, master, base, [*sets, f"paths.work={work}"])
+                    wall, cpu = submit(job, master, base, [*sets, f"paths.work={work}"])
                     took = last_run_seconds(warehouse, job)
                     seconds.setdefault((job, master), []).append(took)
                     walls.setdefault((job, master), []).append(wall)
+                    cpus.setdefault((job, master), []).append(cpu)
                     print(f"round {round_no + 1}: {job:<13} {label.get(master, master):<15} {took:7.1f} s "
-                          f"(command {wall:.1f} s)", flush=True)
+                          f"(command {wall:.1f} s, machine CPU {cpu:.1f} s = {cpu / wall:.2f} cores busy)",
+                          flush=True)
     finally:
         stop_cluster(state)
 
     results: list[dict[str, Any]] = []
-    print("\n| job | master | cores | job s | command s | speed-up | efficiency |\n|---|---|---:|---:|---:|---:|---:|")
+    print("\n| job | master | cores | job s | command s | machine CPU s | cores busy | speed-up | efficiency |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for job in JOBS:
         single = statistics.median(seconds[(job, "local[1]")])
         for master, cores in masters.items():
             took = statistics.median(seconds[(job, master)])
             wall = statistics.median(walls[(job, master)])
+            cpu = statistics.median(cpus[(job, master)])
             speedup = single / took
             results.append({"job": job, "master": label.get(master, master), "cores": cores, "seconds": took,
-                            "runs": seconds[(job, master)], "command_seconds": wall, "speedup": speedup,
+                            "runs": seconds[(job, master)], "command_seconds": wall, "machine_cpu_seconds": cpu,
+                            "cores_busy": cpu / wall, "speedup": speedup,
                             "efficiency": speedup / cores, "tracks": args.tracks, "seeds": args.seeds,
                             "rows_per_task": args.rows_per_task})
-            print(f"| {job} | {label.get(master, master)} | {cores} | {took:.1f} | {wall:.1f} | {speedup:.2f} | "
-                  f"{speedup / cores:.2f} |")
+            print(f"| {job} | {label.get(master, master)} | {cores} | {took:.1f} | {wall:.1f} | {cpu:.1f} | "
+                  f"{cpu / wall:.2f} | {speedup:.2f} | {speedup / cores:.2f} |")
     out = args.out or ROOT / "bench" / "results" / f"scaling{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
