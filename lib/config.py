@@ -96,6 +96,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "record": _b(True, "record every job run in gold/_runs (a running row at start, the summary at the end)"),
         "skip_unchanged": _b(True, "skip a job whose input versions, source files, config and code equal those of "
                                    "its last successful run (--force sets false)"),
+        "small_input_rows": _i(250_000, "a job whose Delta inputs hold at most this many rows in all (counted from "
+                                        "the Delta logs) runs with one shuffle partition and no code generation "
+                                        "(lib.spark.SMALL_DATA_CONF), where Spark's cost per stage and per query "
+                                        "dwarfs the data; 0 turns this off", minimum=0),
     },
     "pipeline": {
         "from": _s("", "start the pipeline at this job (--from JOB)"),
@@ -199,9 +203,6 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "r2_backup": _b(False, "also upload the original dump files in paths.spotify to R2 backup/ (multipart)"),
         "progress_seconds": _f(30.0, "interval of the progress lines (batches done/total, rate, ETA) of long "
                                "pushes", minimum=0.1),
-        "small_input_rows": _i(250_000, "inputs of at most this many rows in all (counted from the Delta logs) are "
-                               "published with single-partition plans and no code generation, where Spark's cost "
-                               "per stage and per query dwarfs the data; 0 turns this off", minimum=0),
     },
     "promote": {
         "access_threshold": _i(3, "tracks read at least this often from the cold tier are promoted to Vectorize",

@@ -4,7 +4,8 @@ the config sections its results depend on) plus a body; ``execute`` runs it the 
 What the frame does, so that no job does it by hand:
 1. Before any write: every output location is checked (``delta.check_location``), every required input table
    and column exists (an ``InputError`` names them), and the input versions are pinned — the job reads exactly
-   those versions however long it runs, and they go into the summary.
+   those versions however long it runs, and they go into the summary. A job whose inputs hold at most
+   ``runs.small_input_rows`` rows in all runs with ``lib.spark.SMALL_DATA_CONF`` (``run.small``).
 2. Runs the body with a ``Run``: ``input`` (pinned reads), ``step`` (resumable: a marker per finished step
    under ``paths.work/<job>/<fingerprint>``, the fingerprint covering input versions and config; a step's
    intermediate table goes there with ``save_work`` and comes back with ``read_work``), ``timed``
@@ -70,6 +71,8 @@ class JobSpec:
     # Skipped when inputs, config and code equal those of its last successful run (a callable: per config,
     # e.g. never for a dry run, whose point is its output).
     skippable: bool | Callable[[Config], bool] = True
+    # Rows the job reads besides its pinned inputs (e.g. publish's own state), for the small-input rule.
+    extra_input_rows: Callable[[Config], int] | None = None
 
     def is_skippable(self, config: Config) -> bool:
         return self.skippable(config) if callable(self.skippable) else self.skippable
@@ -104,6 +107,7 @@ class Run:
     step_detail: dict[str, Any] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
     recorded: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    small: bool = False  # inputs small enough for SMALL_DATA_CONF (set by ``execute`` before the body)
     _work: WorkDir | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -136,6 +140,18 @@ class Run:
         """Rows of a pinned input from the Delta log (no Spark job); 0 for an absent optional input."""
         version = self.input_versions.get(table)
         return 0 if version is None else delta.row_count(self.uri(table), version)
+
+    def inputs_are_small(self) -> bool:
+        """Whether the job reads Delta inputs and they (with ``extra_input_rows``) hold at most
+        ``runs.small_input_rows`` rows in all, counted from the Delta logs (no Spark job). Jobs without declared
+        inputs (sample, ingest: they read files) never are."""
+        limit = self.config.runs.small_input_rows
+        if limit <= 0 or not self.spec.inputs or self.spark is None:
+            return False
+        rows = sum(self.input_rows(declared.table) for declared in self.spec.inputs)
+        if self.spec.extra_input_rows is not None:
+            rows += self.spec.extra_input_rows(self.config)
+        return rows <= limit
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -289,6 +305,19 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+@contextlib.contextmanager
+def small_data(run: Run) -> Iterator[None]:
+    """``SMALL_DATA_CONF`` for the body of a job with small inputs (restored afterwards)."""
+    if not run.small:
+        yield
+        return
+    from lib.spark import SMALL_DATA_CONF, temporary_conf
+
+    assert run.spark is not None
+    with temporary_conf(run.spark, SMALL_DATA_CONF):
+        yield
+
+
 def execute(spec: JobSpec, spark: SparkSession | None, config: Config, record: bool | None = None,
             on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run a job through the frame and return its summary. Raises the job's error after recording it (the
@@ -315,7 +344,11 @@ def execute(spec: JobSpec, spark: SparkSession | None, config: Config, record: b
             return _skipped(spec, config, summary, previous, clock, record)
         if spec.is_skippable(config) and not config.runs.skip_unchanged:
             run.metrics["forced"] = True
-        spec.body(run)
+        run.small = run.inputs_are_small()
+        if spec.inputs:
+            run.metrics["small_inputs"] = run.small
+        with small_data(run):
+            spec.body(run)
         summary["outputs"] = run.commit()
         summary["status"] = "succeeded"
     except BaseException as exc:

@@ -44,12 +44,12 @@ TEST_CONF: dict[str, str] = {
     "spark.python.worker.reuse": "true",
 }
 
-# Runtime SQL settings for a job whose inputs are tiny and read into one partition each (the job decides, e.g.
-# ``publish.small_input_rows``). There Spark's cost per stage, task and query dwarfs the data: a plan over
-# single partitions needs no exchange for its joins, aggregates and windows unless a broadcast is planned (a job
-# of its own), and interpreting expressions is cheaper than generating and compiling code for a few thousand
-# rows. ``factoryMode`` is internal (Spark's own tests set it); without it each projection is still compiled.
-# Measured on the publish test world: 2-3x less time in all.
+# Runtime SQL settings for a job whose inputs are tiny (the job frame decides: ``runs.small_input_rows``,
+# lib/job.py; publish also reads them into one partition each). There Spark's cost per stage, task and query
+# dwarfs the data: a plan over single partitions needs no exchange for its joins, aggregates and windows unless
+# a broadcast is planned (a job of its own), and interpreting expressions is cheaper than generating and
+# compiling code for a few thousand rows. ``factoryMode`` is internal (Spark's own tests set it); without it
+# each projection is still compiled. Measured on the publish test world: 2-3x less time in all.
 SMALL_DATA_CONF: dict[str, str] = {
     "spark.sql.autoBroadcastJoinThreshold": "-1",
     "spark.sql.shuffle.partitions": "1",

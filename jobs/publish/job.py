@@ -13,7 +13,6 @@ state) makes the next publish run. ``target_factory`` builds the target wherever
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,6 @@ from lib.cloudflare.target import PublishTarget
 from lib.config import Config
 from lib.job import JobSpec, Run, execute
 from lib.log import get_logger
-from lib.spark import SMALL_DATA_CONF, temporary_conf
 
 log = get_logger("publish")
 
@@ -36,26 +34,18 @@ LEDGER = f"gold/{LEDGER_TABLE}"
 SERVICES = ("d1", "vectorize", "kv", "r2")
 
 
-def small_inputs(run: Run, state: State) -> bool:
-    """Whether the pinned inputs and the state hold at most ``publish.small_input_rows`` rows in all (counted from
-    the Delta logs, no Spark job): publish then reads each into one partition and runs without code generation
-    (``lib.spark.SMALL_DATA_CONF``). The batches are the same either way."""
-    limit = run.config.publish.small_input_rows
-    if limit <= 0:
-        return False
-    rows = sum(run.input_rows(declared.table) for declared in INPUTS)
-    if delta.exists(state.uri):
-        rows += delta.row_count(state.uri)
-    return rows <= limit
+def state_rows(config: Config) -> int:
+    """Rows of the publish state, which publish reads besides its inputs (for the frame's small-input rule: with
+    small inputs publish also reads each into one partition; the batches are the same either way)."""
+    uri = delta.table_path(config.paths.warehouse, "gold", STATE_TABLE)
+    return delta.row_count(uri) if delta.exists(uri) else 0
 
 
 def build(run: Run, target_factory: Callable[[Config], PublishTarget] = build_target) -> None:
     ledger, state = bookkeeping(run.spark, run.config)
-    small = small_inputs(run, state)
     assert run.spark is not None
-    small_conf = temporary_conf(run.spark, SMALL_DATA_CONF) if small else contextlib.nullcontext()
-    with executor_secrets(run.spark, run.config), small_conf:  # executor tasks build the target and send
-        _publish(run, target_factory, ledger, state, small)
+    with executor_secrets(run.spark, run.config):  # executor tasks build the target and send
+        _publish(run, target_factory, ledger, state, run.small)
 
 
 def _publish(run: Run, target_factory: Callable[[Config], PublishTarget], ledger: Ledger, state: State,
@@ -91,7 +81,6 @@ def _publish(run: Run, target_factory: Callable[[Config], PublishTarget], ledger
     figures: dict[str, Any] = {
         "target": ledger.wal.target.split(";")[0],
         "dry_run": dry_run,
-        "small_inputs": small,
         "objects": {name: report.as_dict() for name, report in ctx.reports.items()},
         "requests": plan.requests(ctx.reports),
         "cost_per_month": plan.cost(ctx.reports, d1_bytes),
@@ -127,6 +116,7 @@ def spec(target_factory: Callable[[Config], PublishTarget] = build_target) -> Jo
         outputs=(STATE, LEDGER),
         config_sections=("publish", "cloudflare", "r2"),
         sources=sources,
+        extra_input_rows=state_rows,
         skippable=lambda config: not config.publish.dry_run,  # a dry run's point is the plan it prints
     )
 

@@ -87,7 +87,7 @@ class Context:
     ledger: Ledger
     state: State
     dry_run: bool
-    small: bool = False  # small inputs: one partition each (``job.small_inputs``)
+    small: bool = False  # small inputs: one partition each (``Run.small``: the frame's rule)
     commits: dict[str, DataFrame] = field(default_factory=dict)
     markers: dict[str, dict[str, Any]] = field(default_factory=dict)
     reports: dict[str, ObjectReport] = field(default_factory=dict)

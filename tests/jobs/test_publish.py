@@ -198,7 +198,7 @@ def test_crash_midway_then_rerun_ends_like_a_clean_run_with_nothing_sent_twice(f
     out = first.tmp / "crashed"
     # With small inputs off: the partitioned plans (several sending tasks) build the very batches the first
     # run built from single partitions, byte for byte.
-    cfg = make_config(first.tmp, first.warehouse, out, **{"publish.small_input_rows": 0})
+    cfg = make_config(first.tmp, first.warehouse, out, **{"runs.small_input_rows": 0})
     clean = calls(first.log)
     methods = [e["method"] for e in clean]
     # In the middle of the Vectorize stream: one executor task has sent some of its upserts, not all.
