@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.cloudflare.limits import API_REQUESTS_PER_WINDOW, R2_MAX_PART_BYTES, R2_MIN_PART_BYTES
+from lib.cloudflare.limits import (
+    API_REQUESTS_PER_WINDOW,
+    D1_MAX_IMPORT_FILE_BYTES,
+    R2_MAX_PART_BYTES,
+    R2_MIN_PART_BYTES,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -191,9 +196,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                              "nothing"),
         "d1_max_bytes": _i(5_000_000_000, "D1 budget (rows + indexes, estimated); the spec keeps the hot cache in "
                            "5 GB; at most 10 GB (D1's limit per database)", minimum=1),
-        "d1_import_file_bytes": _i(100_000_000, "largest D1 import file; one task builds them in memory and imports "
-                                   "them one at a time (a database under import serves nothing else); at most 5 GB "
-                                   "(D1's limit)", minimum=100_000),
+        "d1_import_file_bytes": _i(D1_MAX_IMPORT_FILE_BYTES, "largest D1 import file (default D1's own limit, "
+                                   "5 GB): one task writes the files to its local disk (SPARK_LOCAL_DIRS, one at a "
+                                   "time) and imports them one by one, streamed (a database under import serves "
+                                   "nothing else); lower it where executors have less disk", minimum=100_000),
         "vectorize_max_per_index": _i(10_000_000, "vectors per Vectorize index; above it the ids are sharded into "
                                       "{index}-{n} (at most 10M, Vectorize's limit)", minimum=1),
         "kv_prewarm": _i(10_000, "most popular tracks whose features, top similar and xref are pre-warmed in KV",

@@ -8,12 +8,13 @@ payload as sent (they do not trust the packer). Every number comes from ``lib.cl
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from jobs.publish.layout import compact_json
 from lib.cloudflare import limits
-from lib.cloudflare.sql import STATEMENT_END
+from lib.cloudflare.sql import file_statements
 
 T = TypeVar("T")
 
@@ -87,16 +88,18 @@ def _fail(message: str) -> None:
     raise LimitError(message)
 
 
-def check_import_file(sql: bytes) -> None:
-    if len(sql) > limits.D1_MAX_IMPORT_FILE_BYTES:
-        _fail(f"D1 import file of {len(sql):,} bytes exceeds {limits.D1_MAX_IMPORT_FILE_BYTES:,}")
-    for statement in sql.decode().split(STATEMENT_END):
-        if not statement.strip():
-            continue
-        size = len(statement.encode()) + 1
-        if size > limits.D1_MAX_STATEMENT_BYTES:
-            _fail(f"D1 statement of {size:,} bytes exceeds {limits.D1_MAX_STATEMENT_BYTES:,}: {statement[:60]}…")
-        head = statement.lstrip().split(None, 1)[0].upper()
+def check_import_file(sql: bytes | str) -> None:
+    """An import file (its bytes, or a local file path) as D1 would take it: within the file limit, each
+    statement within the statement limit, no transaction words (the import is one transaction already)."""
+    size = len(sql) if isinstance(sql, (bytes, bytearray)) else os.path.getsize(sql)
+    if size > limits.D1_MAX_IMPORT_FILE_BYTES:
+        _fail(f"D1 import file of {size:,} bytes exceeds {limits.D1_MAX_IMPORT_FILE_BYTES:,}")
+    for statement in file_statements(sql):
+        statement_bytes = len(statement.encode())
+        if statement_bytes > limits.D1_MAX_STATEMENT_BYTES:
+            _fail(f"D1 statement of {statement_bytes:,} bytes exceeds {limits.D1_MAX_STATEMENT_BYTES:,}: "
+                  f"{statement[:60]}…")
+        head = statement.lstrip().split(None, 1)[0].rstrip(";").upper()
         if head in ("BEGIN", "COMMIT", "END", "ROLLBACK"):
             _fail(f"D1 import files may not hold {head} (the import is one transaction already)")
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from jobs.publish import batching
 from jobs.publish.layout import compact_json
+from lib.cloudflare.sql import file_statements
 
 BUSY_TIMEOUT_S = 600.0
 
@@ -43,12 +44,18 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` (bytes, or the path of a local file to copy) to ``path`` under a temporary name, then
+    rename: a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            if isinstance(data, (bytes, bytearray)):
+                out.write(data)
+            else:
+                with open(data, "rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
         os.chmod(temp, FILE_MODE)
         os.replace(temp, path)
     except BaseException:
@@ -85,13 +92,13 @@ class LocalTarget:
         return self.root / "d1.sqlite"
 
     # D1 ------------------------------------------------------------------------------------------
-    def d1_import(self, sql: bytes, label: str) -> None:
+    def d1_import(self, sql: bytes | str, label: str) -> None:
         batching.check_import_file(sql)
         _atomic_write(self.root / "d1" / f"{label}.sql", sql)
         with _write_transaction(self.d1_path) as conn:
             # The file as D1 would run it: all statements, one transaction (executescript would commit
             # first, so statements are run one by one inside ours).
-            for statement in _statements(sql.decode()):
+            for statement in file_statements(sql):
                 conn.execute(statement)
 
     def d1_execute(self, statements: Sequence[tuple[str, Sequence[Any]]], label: str) -> None:
@@ -168,16 +175,7 @@ class LocalTarget:
         return path
 
     def r2_put(self, key: str, body: bytes | str, label: str) -> None:
-        path = self._object(key)
-        if isinstance(body, str):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            os.close(handle)
-            shutil.copyfile(body, temp)
-            os.chmod(temp, FILE_MODE)
-            os.replace(temp, path)
-        else:
-            _atomic_write(path, bytes(body))
+        _atomic_write(self._object(key), body)
 
     def r2_get(self, key: str) -> bytes | None:
         path = self._object(key)
@@ -241,17 +239,3 @@ def _rewrite_without(path: Path, gone: set[str]) -> None:
         _atomic_write(path, data)
     else:
         path.unlink()
-
-
-def _statements(sql: str) -> Iterator[str]:
-    """The statements of an import file, split by SQLite itself (``sqlite3.complete_statement``), so the
-    local target does not depend on how the file was built."""
-    pending = ""
-    for piece in sql.split(";\n"):
-        pending += piece + ";\n"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \n;"):
-                yield pending
-            pending = ""
-    if pending.strip(" \n;"):
-        raise ValueError(f"import file ends inside a statement: {pending[:80]!r}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -170,26 +172,79 @@ def d1_task(stream: Stream, tables: Sequence[str], max_file_bytes: int) -> Calla
 
     def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         def prepared() -> Iterator[Prepared]:
-            # A file is held once as statements and once joined (the body the target sends).
-            groups = batching.pack(statements(_rows(batches)), lambda s: len(s[0]) + 1, 10**12, max_file_bytes,
-                                   what="SQL statement")
-            for n, group in enumerate(groups):
-                body = b"\n".join(s for s, _, _ in group) + b"\n"
-                touched = sorted({t for _, _, t in group if t and t != "swap"})
-                swaps = any(t == "swap" for _, _, t in group)
+            for n, file in enumerate(import_files(statements(_rows(batches)), max_file_bytes)):
                 label = stream.label("d1", f"{n:05d}")
 
-                def send(target: PublishTarget, body: bytes = body, label: str = label) -> tuple[str | None, str]:
-                    target.d1_import(body, label)
+                def send(target: PublishTarget, path: str = file.path, label: str = label) -> tuple[str | None, str]:
+                    target.d1_import(path, label)
                     return None, ""
 
-                yield Prepared("import", ",".join(touched), label, sha(body), sum(c for _, c, _ in group), len(body),
-                               REQUESTS["d1_import"], send, keys=list(tables) if swaps else (),
-                               info="swap" if swaps else "")
+                yield Prepared("import", ",".join(sorted(file.tables)), label, file.sha256, file.rows, file.size,
+                               REQUESTS["d1_import"], send, keys=list(tables) if file.swaps else (),
+                               info="swap" if file.swaps else "")
 
         yield from _arrow(run(stream, prepared()))
 
     return task
+
+
+@dataclass
+class ImportFile:
+    """One import file on local disk, as written so far."""
+
+    path: str
+    size: int = 0
+    rows: int = 0
+    tables: set[str] = field(default_factory=set)  # the tables whose rows it holds
+    swaps: bool = False  # it holds the swap statements
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
+def import_files(statements: Iterable[tuple[bytes, int, str]], max_bytes: int,
+                 folder: str | None = None) -> Iterator[ImportFile]:
+    """(statement, rows, table or "swap") in order → import files of at most ``max_bytes``, each statement
+    followed by a newline, written to local disk as they stream by (a task holds one statement in memory,
+    not a file: D1 takes 5 GB per file). One file exists at a time: a file is removed when the next one is
+    asked for, so the consumer sends each before taking the next. The folder is the executor's Spark local
+    directory (``SPARK_LOCAL_DIRS``) unless given."""
+    root = folder or (os.environ.get("SPARK_LOCAL_DIRS") or "").split(",")[0] or None
+    with tempfile.TemporaryDirectory(prefix="d1-import-", dir=root) as workdir:
+        files = 0
+        file: ImportFile | None = None
+        out = None
+        try:
+            for statement, count, table in statements:
+                line = statement + b"\n"
+                if len(line) > max_bytes:
+                    raise batching.LimitError(f"a SQL statement of {len(line):,} bytes exceeds the "
+                                              f"{max_bytes:,}-byte import file limit")
+                if file is not None and file.size + len(line) > max_bytes:
+                    out.close()
+                    yield file
+                    os.unlink(file.path)
+                    file = None
+                if file is None:
+                    file = ImportFile(os.path.join(workdir, f"{files:05d}.sql"))
+                    out = open(file.path, "wb")  # noqa: SIM115 (closed when the file is full, or below)
+                    files += 1
+                out.write(line)
+                file.digest.update(line)
+                file.size += len(line)
+                file.rows += count
+                if table == "swap":
+                    file.swaps = True
+                elif table:
+                    file.tables.add(table)
+            if file is not None:
+                out.close()
+                yield file
+        finally:
+            if out is not None:
+                out.close()
 
 
 # ----------------------------------------------------------------------------------------------

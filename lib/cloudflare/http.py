@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 import tenacity
@@ -333,12 +334,19 @@ class CloudflareApi:
 
         return self.with_retries(target, operation, label, attempt)
 
-    def upload(self, url: str, data: bytes, *, target: str, operation: str, label: str,
+    def upload(self, url: str, data: bytes | str, *, target: str, operation: str, label: str,
                expect_etag: str | None = None) -> requests.Response:
-        """PUT ``data`` to a presigned URL (no token, not an API request), checking the returned ETag."""
+        """PUT ``data`` (bytes, or a local file path: streamed, each try from its start) to a presigned URL (no
+        token, not an API request), checking the returned ETag."""
 
         def attempt() -> requests.Response:
-            response = self._send("PUT", url, {"Content-Length": str(len(data))}, data, None, budgeted=False)
+            if isinstance(data, (bytes, bytearray)):
+                return check(self._send("PUT", url, {"Content-Length": str(len(data))}, data, None, budgeted=False))
+            with open(data, "rb") as body:
+                size = str(os.fstat(body.fileno()).st_size)
+                return check(self._send("PUT", url, {"Content-Length": size}, body, None, budgeted=False))
+
+        def check(response: requests.Response) -> requests.Response:
             if response.status_code != 200:
                 raise CloudflareError(target, operation, label, f"upload got HTTP {response.status_code}: "
                                       f"{redact(response.text[:200])!r}", status=response.status_code,
@@ -382,7 +390,7 @@ class CloudflareApi:
                                   f"{_describe(exc)}") from None
 
     # ---------------------------------------------------------------------------------------------------
-    def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None,
+    def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | BinaryIO | None,
               params: Mapping[str, Any] | None, budgeted: bool) -> requests.Response:
         if budgeted:
             waited = self._bucket.acquire()

@@ -121,7 +121,7 @@ class CloudflareTarget:
         self._reset()
 
     # -- D1 -----------------------------------------------------------------------------------------------
-    def d1_import(self, sql: bytes, label: str) -> None:
+    def d1_import(self, sql: bytes | str, label: str) -> None:
         self.d1.import_sql(sql, label)
 
     def d1_execute(self, statements: Sequence[tuple[str, Sequence[Any]]], label: str) -> None:

@@ -26,8 +26,10 @@ Import files carry no ``BEGIN``/``COMMIT`` (D1's import wraps the file itself).
 
 from __future__ import annotations
 
+import io
 import math
 import re
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -149,3 +151,25 @@ def insert_statements(
         size += extra
     if parts:
         yield prefix + ",\n".join(parts) + ";", len(parts)
+
+
+def file_statements(source: bytes | str) -> Iterator[str]:
+    """The statements of an import file (its bytes, or a local file path), each ending in its ``;``, in order —
+    split where SQLite itself sees a statement end (``sqlite3.complete_statement`` at each ``;\\n``), so a
+    reader does not depend on how the file was built; streaming, so a file of D1's 5 GB is never in memory."""
+    with (io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")) as lines:
+        pending: list[bytes] = []
+        for line in lines:
+            pending.append(line)
+            if not line.endswith(b";\n"):
+                continue
+            text = b"".join(pending).decode()
+            if sqlite3.complete_statement(text):
+                pending = []
+                if text.strip(" \n;"):
+                    yield text.rstrip("\n")
+        text = b"".join(pending).decode()
+        if text.strip(" \n;"):
+            if not sqlite3.complete_statement(text):
+                raise ValueError(f"import file ends inside a statement: {text[:80]!r}")
+            yield text.rstrip("\n")

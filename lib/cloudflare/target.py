@@ -19,8 +19,9 @@ class PublishTarget(Protocol):
     name: str  # "local" or "cloudflare"
 
     # D1 --------------------------------------------------------------------------------------
-    def d1_import(self, sql: bytes, label: str) -> None:
-        """Run one SQL import file (statements separated by ';\\n', no BEGIN/COMMIT, each ≤ 100 KB)."""
+    def d1_import(self, sql: bytes | str, label: str) -> None:
+        """Run one SQL import file — its bytes, or the path of a local file (publish writes them to disk and
+        they are streamed: D1 takes 5 GB per file) — statements ending in ';\\n', no BEGIN/COMMIT, each ≤ 100 KB."""
 
     def d1_execute(self, statements: Sequence[tuple[str, Sequence[Any]]], label: str) -> None:
         """Small writes with bound parameters only (one ``/query`` batch; ≤ 100 parameters each)."""

@@ -5,6 +5,7 @@ writers from several processes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
@@ -98,6 +99,40 @@ def test_d1_task_cuts_files_by_size_creates_first_and_swaps_last(tmp_path):
     db = sqlite3.connect(tmp_path / "out" / "d1.sqlite")
     assert db.execute("SELECT count(*), count(DISTINCT genre) FROM spotify_artist_genres").fetchone() == (20_000, 7)
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'idx_genre'").fetchone() == ("idx_genre",)
+
+
+def test_import_files_stream_to_disk_one_file_at_a_time(tmp_path):
+    statements = [(f"INSERT INTO t VALUES ({i}, '{'x' * (i % 50)}');".encode(), 1, "t") for i in range(500)]
+    statements.append((b"ALTER TABLE t__next RENAME TO t;", 0, "swap"))
+    folder = tmp_path / "spill"
+    folder.mkdir()
+    written = []
+    for file in send.import_files(iter(statements), 4_000, folder=str(folder)):
+        on_disk = [p for p in folder.rglob("*") if p.is_file()]
+        assert on_disk == [Path(file.path)]  # the previous file is gone before the next is handed out
+        body = Path(file.path).read_bytes()
+        assert len(body) == file.size <= 4_000 and file.sha256 == hashlib.sha256(body).hexdigest()
+        written.append((body, file.rows, file.tables, file.swaps))
+    assert len(written) > 5 and not any(p.is_file() for p in folder.rglob("*"))
+    assert b"".join(b for b, *_ in written) == b"".join(s + b"\n" for s, _, _ in statements)
+    assert sum(r for _, r, _, _ in written) == 500
+    assert [swaps for *_, swaps in written] == [False] * (len(written) - 1) + [True]
+    with pytest.raises(batching.LimitError, match="4,000-byte import file limit"):
+        list(send.import_files(iter([(b"x" * 4_000, 1, "t")]), 4_000, folder=str(folder)))
+
+
+def test_local_target_loads_an_import_file_from_disk(tmp_path):
+    path = tmp_path / "file.sql"
+    path.write_bytes(b"CREATE TABLE a (x TEXT);\nINSERT INTO a VALUES ('semi;\ncolon'),\n('b');\n")
+    target = LocalTarget(tmp_path / "out")
+    target.d1_import(str(path), "from-disk")
+    assert (tmp_path / "out" / "d1" / "from-disk.sql").read_bytes() == path.read_bytes()
+    db = sqlite3.connect(tmp_path / "out" / "d1.sqlite")
+    assert db.execute("SELECT x FROM a ORDER BY x").fetchall() == [("b",), ("semi;\ncolon",)]
+    path.write_bytes(b"CREATE TABLE c (x);\nINSERT INTO c VALUES ('unterminated\n")
+    with pytest.raises(ValueError, match="ends inside a statement"):
+        target.d1_import(str(path), "broken")
+    assert not (tmp_path / "out" / "d1" / "broken.sql").exists()
 
 
 def _writer(root: str, worker: int) -> None:

@@ -106,6 +106,17 @@ def test_import_flow(target, cloudflare_standin):
     assert upload.path.endswith(hashlib.md5(sql).hexdigest() + ".sql")
 
 
+def test_import_streams_a_file_from_disk(target, cloudflare_standin, tmp_path):
+    rows = [(f"id{i}", i, "x" * 1000) for i in range(300)]
+    path = tmp_path / "import.sql"
+    path.write_bytes(_import_file(rows))
+    target.d1_import(str(path), "from-disk")
+    assert cloudflare_standin.d1_rows(D1_DATABASE, "SELECT id, n, note FROM t ORDER BY n") == rows
+    upload = next(r for r in cloudflare_standin.log if r.service == "upload")
+    assert upload.bytes_in == path.stat().st_size
+    assert upload.path.endswith(hashlib.md5(path.read_bytes()).hexdigest() + ".sql")
+
+
 def test_the_same_file_again_skips_the_upload(target, cloudflare_standin):
     sql = _import_file([("a", 1, "x")])
     target.d1_import(sql, "first")

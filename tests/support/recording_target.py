@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobs.publish.targets import build_target
@@ -30,9 +31,9 @@ class InjectedCrash(RuntimeError):
 def _measure(method: str, args: Sequence[Any]) -> dict[str, Any]:
     """Sizes of one request, as it is sent."""
     if method == "d1_import":
-        sql = args[0].decode()
-        statements = [s for s in sql.split(";\n") if s.strip()]
-        return {"bytes": len(args[0]), "statements": len(statements),
+        body = _file_bytes(args[0])
+        statements = [s for s in body.decode().split(";\n") if s.strip()]
+        return {"bytes": len(body), "statements": len(statements),
                 "max_statement_bytes": max((len(s.encode()) + 1 for s in statements), default=0),
                 "transaction_words": sum(s.strip().split(None, 1)[0].upper() in ("BEGIN", "COMMIT")
                                          for s in statements)}
@@ -65,8 +66,15 @@ def _measure(method: str, args: Sequence[Any]) -> dict[str, Any]:
     return {}
 
 
+def _file_bytes(body: bytes | str) -> bytes:
+    """A request body given as bytes or as the path of a local file (publish streams D1 import files)."""
+    return body if isinstance(body, bytes) else Path(body).read_bytes()
+
+
 def _digest(method: str, args: Sequence[Any]) -> str:
     h = hashlib.sha256(method.encode())
+    if method == "d1_import":
+        args = (_file_bytes(args[0]), *args[1:])
     for arg in args:
         h.update(arg if isinstance(arg, bytes) else json.dumps(arg, sort_keys=True, default=str).encode())
     return h.hexdigest()
@@ -97,7 +105,7 @@ class RecordingTarget:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def d1_import(self, sql: bytes, label: str) -> None:
+    def d1_import(self, sql: bytes | str, label: str) -> None:
         return self._call("d1_import", sql, label)
 
     def d1_execute(self, statements: Sequence[tuple[str, Sequence[Any]]], label: str) -> None:
