@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from lib.cli import driver_main
+from lib.cli import driver_main, exit_process
 
 if __name__ == "__main__":
-    sys.exit(driver_main(sys.argv[1:]))
+    exit_process(driver_main(sys.argv[1:]))

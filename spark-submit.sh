@@ -5,4 +5,4 @@
 set -euo pipefail
 source "$(dirname "$0")/scripts/bootstrap.sh"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "$VENV_PY" -m lib.cli "$@"
+exec "$VENV_PY" -P -m lib.cli "$@"  # -P: the caller's folder is not on sys.path (its own lib/ would shadow ours)
