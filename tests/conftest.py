@@ -73,12 +73,12 @@ def config(tmp_path: Path) -> Config:
 
 
 @pytest.fixture(scope="session")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
-    """``./spark-submit.sh pipeline`` once per session on a tiny sample, and a snapshot of its folder
-    (tests/support/warehouse.py)."""
+def pipeline_run(spark: object, tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """The pipeline once per session on a tiny sample, with the config ``./spark-submit.sh pipeline`` builds,
+    and a snapshot of its folder (tests/support/warehouse.py)."""
     from tests.support import warehouse
 
-    return warehouse.run_pipeline(tmp_path_factory.mktemp("pipeline"))
+    return warehouse.run_pipeline(spark, tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.fixture(scope="session")

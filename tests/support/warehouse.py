@@ -1,12 +1,15 @@
 """One tiny warehouse made by the real pipeline, shared by the tests that read a whole warehouse.
 
-``./spark-submit.sh pipeline`` runs once per test session on a generated sample dump (a few hundred tracks):
-sample → ingest → xref → cooccurrence → vectors → graph → report, as a user runs it. Building it costs about
-as much as all the tests reading it together, so it is built once:
+The pipeline runs once per test session on a generated sample dump (a few hundred tracks): sample → ingest →
+xref → cooccurrence → vectors → graph → publish → report, in the session's SparkSession with exactly the
+config ``./spark-submit.sh pipeline`` builds from the same ``--set`` values (``pipeline_config``), so it
+pays no JVM start-up and no cold JIT of its own. Building it costs about as much as all the tests reading it
+together, so it is built once:
 
-- tests/test_pipeline.py checks that first run and goes on in its folder (a second run that skips
-  everything, ``--force --only``, a changed source file): the skip compares the config, paths included, so
-  it must run where the first run did.
+- tests/test_pipeline.py checks that first run and goes on in its folder through ``./spark-submit.sh`` (a
+  second run that skips everything, ``--force --only``, a changed source file): the skip compares the
+  config, paths included, so it must run where the first run did — and it proves that the command line
+  builds the same config as the in-process run.
 - right after the first run the folder is copied (``snapshot``), before test_pipeline changes it: the
   graph and xref-sample tests read the snapshot; ``sample_warehouse`` (report, notebook) is a copy of it
   in which vectors ran once more with another tier threshold, so gold/audio_vectors has two versions to
@@ -15,14 +18,13 @@ as much as all the tests reading it together, so it is built once:
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.config import Config
+from lib.config import Config, load_config
 from lib.runs import run_job
 from tests.support.cli import spark_submit
 from tests.support.configs import make_config
@@ -62,27 +64,29 @@ def pipeline_cli(base: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return spark_submit(*args, *cli_settings(base), cwd=base, timeout=900)
 
 
+def pipeline_config(base: Path) -> Config:
+    """The config ``./spark-submit.sh pipeline`` builds for the warehouse under ``base`` (lib/cli.py: the
+    default conf file, then the ``--set`` values of ``cli_settings``)."""
+    return load_config(None, [s.removeprefix("--set=") for s in cli_settings(base)], base_dir=base)
+
+
 @dataclass(frozen=True)
 class PipelineRun:
     base: Path  # where the pipeline ran (test_pipeline goes on here)
-    result: subprocess.CompletedProcess[str]  # the first run: pipeline --json
+    summary: dict[str, Any]  # the first run's summary
     snapshot: Path  # a copy of ``base`` right after the first run; read it, do not change it
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return json.loads(self.result.stdout)
 
     def snapshot_config(self, **keys: Any) -> Config:
         return sample_config(self.snapshot, **keys)
 
 
-def run_pipeline(root: Path) -> PipelineRun:
+def run_pipeline(spark: Any, root: Path) -> PipelineRun:
     base, snapshot = root / "run", root / "snapshot"
     base.mkdir()
-    result = pipeline_cli(base, "pipeline", "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
+    summary = run_job(spark, pipeline_config(base), "pipeline")
+    assert summary["status"] == "succeeded", summary.get("error")
     shutil.copytree(base, snapshot)
-    return PipelineRun(base, result, snapshot)
+    return PipelineRun(base, summary, snapshot)
 
 
 def build(spark: Any, pipeline: PipelineRun, base: Path) -> Config:
