@@ -25,6 +25,8 @@ the union of the blocks' top-k, which the Spark merge takes with ``row_number``.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -173,7 +175,29 @@ class BlockResult:
     score: np.ndarray
 
 
+def blas_core_from_numpy() -> str | None:
+    """Before faiss loads in this process, ``OPENBLAS_CORETYPE`` = the core numpy's OpenBLAS detected, unless
+    the environment names one (returned: the core set, or None). faiss-cpu bundles OpenBLAS 0.3.15, which does
+    not know recent Xeons and falls back to generic Prescott (SSE3) kernels where numpy's current OpenBLAS
+    finds SkylakeX here (threadpoolctl shows both): the exact scan's inner products then cost ~1.5× the CPU
+    (docs/benchmarks.md, Vectors). Each executor's worker detects its own CPU, so a cluster of mixed machines
+    is fine; OpenBLAS reads the variable when it loads, so it must be set before ``import faiss``."""
+    if os.environ.get("OPENBLAS_CORETYPE") or "faiss" in sys.modules:
+        return None
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    cores = [i.get("architecture") for i in threadpool_info()
+             if i.get("internal_api") == "openblas" and "numpy" in i.get("filepath", "")]
+    if not cores or not cores[0]:
+        return None
+    os.environ["OPENBLAS_CORETYPE"] = cores[0]
+    return cores[0]
+
+
 def _faiss_index(block: Block, threads: int):  # -> faiss.IndexFlatIP
+    blas_core_from_numpy()
     import faiss
 
     if threads > 0:

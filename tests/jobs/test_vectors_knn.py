@@ -4,6 +4,12 @@ uniformly scaled copy, a zero vector) and seeds outside the candidate set."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -159,3 +165,30 @@ def test_spark_exact_top_k_without_candidates_is_empty(spark):
     result, plan = knn.exact_top_k(spark, vectors_frame(spark, ids, vectors), empty, knn.SearchOptions(k=3))
     assert result.count() == 0 and plan.candidates == 0
     assert result.columns == ["seed_spotify_id", "similar_spotify_id", "similarity_score", "rank"]
+
+
+_PROBE = """
+import json, numpy
+from jobs.vectors.knn import blas_core_from_numpy
+chosen = blas_core_from_numpy()
+import faiss
+from threadpoolctl import threadpool_info
+def owner(path):
+    return "numpy" if "numpy" in path else "faiss" if "faiss" in path else "other"
+cores = {owner(i["filepath"]): i.get("architecture") for i in threadpool_info() if i["internal_api"] == "openblas"}
+print(json.dumps({"chosen": chosen, **cores}))
+"""
+
+
+@pytest.mark.parametrize("preset", [None, "Haswell"])
+def test_faiss_runs_the_blas_core_numpy_detects_unless_the_environment_names_one(preset):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
+    if preset:
+        env["OPENBLAS_CORETYPE"] = preset
+    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    if preset:
+        assert found["chosen"] is None and found["faiss"] == preset
+    else:
+        assert found["chosen"] == found["numpy"] and found["faiss"] == found["numpy"]
