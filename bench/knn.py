@@ -151,12 +151,12 @@ def _clean_env() -> dict[str, str]:
 
 
 def detected_core() -> str | None:
-    """The core numpy's (current) OpenBLAS detects with OPENBLAS_* unset, as threadpoolctl reports it."""
-    probe = ("import json, numpy; from threadpoolctl import threadpool_info; "
-             "print(json.dumps([i.get('architecture') for i in threadpool_info() if i['internal_api'] == 'openblas']))")
-    done = subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True, check=True)
-    found = json.loads(done.stdout)
-    return found[0] if found else None
+    """The core numpy's (current) OpenBLAS detects with OPENBLAS_* unset: what the job's kernel gives faiss
+    (``jobs.vectors.knn.blas_core_from_numpy``), asked in a fresh process with the peer's environment."""
+    probe = "from jobs.vectors.knn import blas_core_from_numpy; print(blas_core_from_numpy() or '')"
+    done = subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else None
 
 
 def run_peer(warehouse: Path, out: Path, core: str | None) -> Any:
