@@ -54,6 +54,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
+from lib.spark import read_parquet, select_names
+
 STAGING_DIR = "_staging"
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Delta-spark truncates string statistics to 32 characters; a truncated max would be wrong, so a
@@ -468,7 +470,7 @@ def stage(
     ``append`` adds rows after a schema check; ``error`` creates the table and fails if it exists.
     """
     plan = plan_write(uri, df.schema, mode, partition_by, partition_filters, metadata)
-    df = df.select(*plan.schema.fieldNames())
+    df = select_names(df, plan.schema.fieldNames())
     write_id = new_write_id()
     try:
         writer = df.write.mode("errorifexists")
@@ -682,7 +684,7 @@ def _read_files(
     reader = spark.read.schema(schema)
     if partition_by:
         reader = reader.option("basePath", uri)
-    return reader.parquet(*files).select(*schema.fieldNames())
+    return select_names(read_parquet(reader, spark, files), schema.fieldNames())
 
 
 # ----------------------------------------------------------------------------------------------

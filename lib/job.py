@@ -35,6 +35,7 @@ from lib.config import Config
 from lib.errors import InputError, JobError
 from lib.log import get_logger
 from lib.schemas import conform, contract
+from lib.spark import read_parquet, select_names
 from lib.workdir import CODEC, WorkDir
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class Run:
         assert self.spark is not None
         frame = delta.read(self.spark, self.uri(table), version=version)
         wanted = columns if columns is not None else declared.columns
-        return frame.select(*wanted) if wanted else frame
+        return select_names(frame, wanted) if wanted else frame
 
     def input_rows(self, table: str) -> int:
         """Rows of a pinned input from the Delta log (no Spark job); 0 for an absent optional input."""
@@ -205,7 +206,7 @@ class Run:
         resumed run sees the same types and Spark does not infer them."""
         assert self.spark is not None
         names = [steps] if isinstance(steps, str) else list(steps)
-        return self.spark.read.schema(ddl).parquet(*(self.work.path(name, "data") for name in names))
+        return read_parquet(self.spark.read.schema(ddl), self.spark, [self.work.path(name, "data") for name in names])
 
     # -- outputs --------------------------------------------------------------------------------
 

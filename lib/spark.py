@@ -7,6 +7,10 @@ Settings every job relies on live here once:
 - zstd Parquet compression: smaller files than snappy, read by every Delta reader.
 - no ``_SUCCESS`` markers: the Delta log, not marker files, says which files belong to a table.
 - executors run this virtualenv's Python unless ``spark.python`` names another one.
+- no Python call-site capture per DataFrame call (``spark.python.sql.dataFrameDebugging.enabled``): with it
+  every ``F.*`` function and Column method costs an ``inspect.stack()`` and ~4 extra py4j round trips to set
+  and clear the origin in the JVM — half of all py4j calls in the test suite, and a fifth of publish's time
+  on small inputs. It only adds the Python line to analysis errors; job errors name their table already.
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lib.config import Config
 
 if TYPE_CHECKING:  # the launcher uses session_conf without importing pyspark
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 
 BASE_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
@@ -30,6 +34,7 @@ BASE_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 
 # Quiet, small and deterministic: the settings the test session adds (chispa / Delta test-base style).
@@ -121,6 +126,28 @@ def build_session(config: Config, app_name: str, extra_conf: Mapping[str, str] |
 def _under_spark_submit() -> bool:
     """True when a JVM gateway was launched for us by spark-submit (driver side)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def java_strings(spark: SparkSession, values: Sequence[str]) -> Any:
+    """``values`` as a Scala ``Seq[String]`` in four py4j round trips whatever their number: py4j sends a Python
+    list one element per round trip (reading a table of 10,000 files cost 10,000 of them)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    if not values or not all(values) or any("\n" in value for value in values):  # split loses empty strings
+        return jvm.PythonUtils.toSeq(list(values))
+    parts = jvm.java.util.regex.Pattern.compile("\n", 16).splitAsStream("\n".join(values)).toList()  # 16: LITERAL
+    return jvm.PythonUtils.toSeq(parts)
+
+
+def select_names(frame: DataFrame, names: Sequence[str]) -> DataFrame:
+    """``frame.select(*names)`` for plain column names, in a few py4j calls instead of three per column."""
+    quoted = ["`" + name.replace("`", "``") + "`" for name in names]
+    return type(frame)(frame._jdf.selectExpr(java_strings(frame.sparkSession, quoted)), frame.sparkSession)
+
+
+def read_parquet(reader: DataFrameReader, spark: SparkSession, paths: Sequence[str]) -> DataFrame:
+    """``reader.parquet(*paths)`` with the paths crossing py4j at once (``java_strings``)."""
+    return reader._df(reader._jreader.parquet(java_strings(spark, paths)))
 
 
 def observed_counts(observation: Any, keys: Iterable[str] = ()) -> dict[str, int]:

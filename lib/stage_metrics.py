@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,40 +26,38 @@ log = get_logger("stages")
 _GROUP_IDS = itertools.count()
 
 
+def _json_writer(spark: SparkSession) -> Any:
+    """A Jackson mapper with the Scala module (both on Spark's classpath, as its REST API uses them): a job's or
+    stage's status-store record crosses py4j as one JSON text instead of ~20 calls, one per field."""
+    jvm = spark.sparkContext._jvm
+    mapper = jvm.com.fasterxml.jackson.databind.ObjectMapper()
+    mapper.registerModule(getattr(getattr(jvm, "com.fasterxml.jackson.module.scala.DefaultScalaModule$"), "MODULE$"))
+    return mapper
+
+
 def _stage_rows(spark: SparkSession, group: str) -> list[dict[str, Any]]:
     context = spark.sparkContext
-    tracker = context.statusTracker()
-    stage_ids = sorted(
-        {stage for job in tracker.getJobIdsForGroup(group) if (info := tracker.getJobInfo(job))
-         for stage in info.stageIds}
-    )
     store = context._jsc.sc().statusStore()  # internal: the live AppStatusStore
-    gateway = context._gateway
-    no_quantiles = gateway.new_array(gateway.jvm.double, 0)
+    mapper = _json_writer(spark)
+    stage_ids = sorted({stage for job in context.statusTracker().getJobIdsForGroup(group)
+                        for stage in json.loads(mapper.writeValueAsString(store.job(job)))["stageIds"]})
+    no_quantiles = context._gateway.new_array(context._jvm.double, 0)
     rows = []
     for stage_id in stage_ids:
-        attempts = store.stageData(stage_id, False, None, False, no_quantiles)
-        for index in range(attempts.size()):
-            stage = attempts.apply(index)
-            status = stage.status().toString()
-            if status == "SKIPPED":
+        for stage in json.loads(mapper.writeValueAsString(store.stageData(stage_id, False, None, False, no_quantiles))):
+            if stage["status"] == "SKIPPED":
                 continue
-            started, finished = stage.submissionTime(), stage.completionTime()
-            seconds = (
-                (finished.get().getTime() - started.get().getTime()) / 1000
-                if started.isDefined() and finished.isDefined()
-                else None
-            )
+            started, finished = stage.get("submissionTime"), stage.get("completionTime")  # epoch ms
             rows.append({
                 "stage": stage_id,
-                "status": status.lower(),
-                "tasks": stage.numTasks(),
-                "seconds": seconds,
-                "task_seconds": stage.executorRunTime() / 1000,
-                "task_cpu_seconds": round(stage.executorCpuTime() / 1e9, 3),
-                "shuffle_write_bytes": stage.shuffleWriteBytes(),
-                "shuffle_read_bytes": stage.shuffleReadBytes(),
-                "spill_bytes": stage.diskBytesSpilled(),
+                "status": stage["status"].lower(),
+                "tasks": stage["numTasks"],
+                "seconds": (finished - started) / 1000 if started is not None and finished is not None else None,
+                "task_seconds": stage["executorRunTime"] / 1000,
+                "task_cpu_seconds": round(stage["executorCpuTime"] / 1e9, 3),
+                "shuffle_write_bytes": stage["shuffleWriteBytes"],
+                "shuffle_read_bytes": stage["shuffleReadBytes"],
+                "spill_bytes": stage["diskBytesSpilled"],
             })
     return rows
 

@@ -3,10 +3,11 @@ gets (the session's in tests/conftest.py and each spark-submit's).
 
 Why these JVM options: a test JVM lives for seconds to a few minutes and spends its time planning and
 code-generating thousands of tiny queries. HotSpot's C2 compiler never pays back there; C1 alone
-(``TieredStopAtLevel=1``) with the serial collector cut the driver JVM's CPU time by ~40% on this 2-core
-machine (sample → ingest → xref → cooccurrence → vectors on 400 tracks: 88 s → 49 s of JVM CPU). They change
-how fast Java runs, not what Spark computes. ``SPARK_SUBMIT_OPTS`` reaches the driver JVM that
-spark-submit starts, without touching the launcher's own ``--driver-java-options``.
+(``lib.cli.QUICK_JIT_OPTIONS``) with the serial collector cut the driver JVM's CPU time by ~40% on this 2-core
+machine (sample → ingest → xref → cooccurrence → vectors on 400 tracks: 88 s → 49 s of JVM CPU). With the
+code cache large enough not to be swept (see there) the publish tests took 183 → 151 busy core-s. They change
+how fast Java runs, not what Spark computes. ``SPARK_SUBMIT_OPTS`` reaches the driver JVM that spark-submit
+starts, without touching the launcher's own ``--driver-java-options``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lib.cli import QUICK_JIT_OPTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "spark-submit.sh"
-TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+TEST_JAVA_OPTIONS = " ".join([*QUICK_JIT_OPTIONS, "-XX:+UseSerialGC"])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
