@@ -8,12 +8,21 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_REASONS = 8  # left-out reasons shown per summary; the run record has all of them
+NO_COUNT = "—"  # an output whose rows the job does not count (publish's own bookkeeping tables)
+
+
+def rows_out(outputs: dict[str, dict[str, Any]]) -> int | None:
+    """Rows written over a job's outputs; None when none of them has a count (publish's state and ledger,
+    the report's file), so a table shows "—" rather than a 0 that reads as "wrote nothing"."""
+    counts = [o["rows"] for o in outputs.values() if o.get("rows") is not None]
+    return sum(counts) if counts else None
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    cells = [[str(c) for c in header]] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in rows]
+    cells = [[str(c) for c in header]] + [[f"{c:,}" if isinstance(c, int) else NO_COUNT if c is None else str(c)
+                                           for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    right = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(header))]
+    right = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) for i in range(len(header))]
     lines = []
     for row in cells:
         parts = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)]
@@ -37,7 +46,7 @@ def render(summary: dict[str, Any]) -> str:
                          for name, j in jobs.items()])
     elif summary.get("outputs"):
         lines += _table(("output", "rows", "version"),
-                        [(table, o.get("rows") or 0, o.get("version")) for table, o in summary["outputs"].items()])
+                        [(table, o.get("rows"), o.get("version")) for table, o in summary["outputs"].items()])
     left = _left_out_rows(summary.get("left_out") or {})
     if left:
         lines.append("rows left out:")
@@ -67,6 +76,6 @@ def render_runs(runs: Sequence[dict[str, Any]]) -> str:
         how = "skipped" if run["status"] == "skipped" else "forced" if metrics.get("forced") else ""
         rows.append((run["job"], run["status"], str(run.get("started_at") or "")[:19].replace("T", " "),
                      round(float(run.get("seconds") or 0), 1),
-                     sum((o.get("rows") or 0) for o in (run.get("outputs") or {}).values()),
+                     rows_out(run.get("outputs") or {}),
                      sum(sum(r.values()) for r in (run.get("left_out") or {}).values()), how))
     return "\n".join(_table(("job", "status", "started (UTC)", "seconds", "rows out", "rows left out", ""), rows))

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from jobs.report import aggregates, figures, publishing
 from jobs.report.html import Fixed, Section, Table
+from lib.console import rows_out
 
 BINS = 40
 GENRES_SHOWN = 30
@@ -228,7 +229,7 @@ def run_history(inputs: Inputs) -> Section:
     recent = finished[-inputs.settings["history_runs"]:]
     rows = [(s["job"], s["status"], s.get("started_at", "")[:19].replace("T", " "), s.get("seconds"),
              *((None, None) if s["status"] == "skipped" else (  # a skipped run's outputs are its predecessor's
-                 sum(int(o.get("rows") or 0) for o in (s.get("outputs") or {}).values()),
+                 rows_out(s.get("outputs") or {}),
                  sum(sum(r.values()) for r in (s.get("left_out") or {}).values()))),
              s.get("code_version"))
             for s in reversed(recent)]
