@@ -14,9 +14,10 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 from lib.log import get_logger
@@ -39,12 +40,21 @@ def _stage_rows(spark: SparkSession, group: str) -> list[dict[str, Any]]:
     context = spark.sparkContext
     store = context._jsc.sc().statusStore()  # internal: the live AppStatusStore
     mapper = _json_writer(spark)
-    stage_ids = sorted({stage for job in context.statusTracker().getJobIdsForGroup(group)
-                        for stage in json.loads(mapper.writeValueAsString(store.job(job)))["stageIds"]})
+
+    def record(lookup: Callable[[], Any]) -> Any:
+        """The store's record as JSON data; None once the store dropped it (``spark.ui.retainedJobs`` and
+        ``retainedStages`` keep the latest 1,000), so a long phase still reports the rest."""
+        try:
+            return json.loads(mapper.writeValueAsString(lookup()))
+        except Py4JJavaError:
+            return None
+
+    jobs = [record(lambda job=job: store.job(job)) for job in context.statusTracker().getJobIdsForGroup(group)]
+    stage_ids = sorted({stage for job in jobs if job for stage in job["stageIds"]})
     no_quantiles = context._gateway.new_array(context._jvm.double, 0)
     rows = []
     for stage_id in stage_ids:
-        for stage in json.loads(mapper.writeValueAsString(store.stageData(stage_id, False, None, False, no_quantiles))):
+        for stage in record(lambda s=stage_id: store.stageData(s, False, None, False, no_quantiles)) or []:
             if stage["status"] == "SKIPPED":
                 continue
             started, finished = stage.get("submissionTime"), stage.get("completionTime")  # epoch ms
