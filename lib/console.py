@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_REASONS = 8  # left-out reasons shown per summary; the run record has all of them
-NO_COUNT = "—"  # an output whose rows the job does not count (publish's own bookkeeping tables)
+NO_COUNT = "–"  # an output whose rows the job does not count (publish's own bookkeeping tables)
 
 
 def rows_out(outputs: dict[str, dict[str, Any]]) -> int | None:
     """Rows written over a job's outputs; None when none of them has a count (publish's state and ledger,
-    the report's file), so a table shows "—" rather than a 0 that reads as "wrote nothing"."""
+    the report's file), so a table shows "–" (as the report does) rather than a 0 that reads as "wrote nothing"."""
     counts = [o["rows"] for o in outputs.values() if o.get("rows") is not None]
     return sum(counts) if counts else None
 

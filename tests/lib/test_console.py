@@ -1,4 +1,4 @@
-"""The console tables: rows out summed over the outputs that count their rows, "—" where none does."""
+"""The console tables: rows out summed over the outputs that count their rows, a dash where none does."""
 
 from __future__ import annotations
 
@@ -17,4 +17,4 @@ def test_a_job_without_counts_shows_a_dash_not_zero():
         "jobs": {"ingest": {"status": "succeeded", "seconds": 1.0, "rows_out": 1200, "rows_left_out": 0},
                  "publish": {"status": "succeeded", "seconds": 2.0, "rows_out": None, "rows_left_out": 0}}}})
     lines = {line.split()[0]: line.split() for line in text.splitlines()[2:4]}
-    assert lines["ingest"][3] == "1,200" and lines["publish"][3] == "—"
+    assert lines["ingest"][3] == "1,200" and lines["publish"][3] == console.NO_COUNT
