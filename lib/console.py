@@ -18,6 +18,11 @@ def rows_out(outputs: dict[str, dict[str, Any]]) -> int | None:
     return sum(counts) if counts else None
 
 
+def rows_left_out(left_out: dict[str, dict[str, int]]) -> int:
+    """Rows left out over every table and reason of a summary's ``left_out``."""
+    return sum(sum(reasons.values()) for reasons in left_out.values())
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     cells = [[str(c) for c in header]] + [[f"{c:,}" if isinstance(c, int) else NO_COUNT if c is None else str(c)
                                            for c in row] for row in rows]
@@ -77,5 +82,5 @@ def render_runs(runs: Sequence[dict[str, Any]]) -> str:
         rows.append((run["job"], run["status"], str(run.get("started_at") or "")[:19].replace("T", " "),
                      round(float(run.get("seconds") or 0), 1),
                      rows_out(run.get("outputs") or {}),
-                     sum(sum(r.values()) for r in (run.get("left_out") or {}).values()), how))
+                     rows_left_out(run.get("left_out") or {}), how))
     return "\n".join(_table(("job", "status", "started (UTC)", "seconds", "rows out", "rows left out", ""), rows))

@@ -13,7 +13,7 @@ from typing import Any
 from jobs import JOBS
 from jobs.ingest.sources import REAL_FILES, SPEC_FILES
 from lib.config import Config
-from lib.console import rows_out
+from lib.console import rows_left_out, rows_out
 from lib.errors import JobError
 from lib.job import JobSpec, Run, execute, merge_left_out
 from lib.log import get_logger
@@ -56,7 +56,7 @@ def build(run: Run) -> None:
         jobs[name] = {
             "status": summary["status"], "seconds": summary["seconds"], "run_id": summary["run_id"],
             "rows_out": rows_out(summary["outputs"]),
-            "rows_left_out": sum(sum(r.values()) for r in summary["left_out"].values()),
+            "rows_left_out": rows_left_out(summary["left_out"]),
             "outputs": summary["outputs"],
         }
         run.steps[name] = summary["seconds"]

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from jobs.report import aggregates, figures, publishing
 from jobs.report.html import Fixed, Section, Table
-from lib.console import rows_out
+from lib.console import rows_left_out, rows_out
 
 BINS = 40
 GENRES_SHOWN = 30
@@ -230,7 +230,7 @@ def run_history(inputs: Inputs) -> Section:
     rows = [(s["job"], s["status"], s.get("started_at", "")[:19].replace("T", " "), s.get("seconds"),
              *((None, None) if s["status"] == "skipped" else (  # a skipped run's outputs are its predecessor's
                  rows_out(s.get("outputs") or {}),
-                 sum(sum(r.values()) for r in (s.get("left_out") or {}).values()))),
+                 rows_left_out(s.get("left_out") or {}))),
              s.get("code_version"))
             for s in reversed(recent)]
     return section.add(Table(("job", "status", "started (UTC)", "seconds", "rows out", "rows left out", "code"), rows,
